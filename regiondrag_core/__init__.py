@@ -1,0 +1,1 @@
+"""RegionDrag in plain torch/numpy/opencv. Imports nothing from ComfyUI."""

@@ -1,0 +1,38 @@
+"""Find and import a ComfyUI install the way a user's setup has it, for scripts and tests.
+
+The pack sits in ``ComfyUI/custom_nodes/<pack>``, or ``COMFYUI_PATH`` names the ComfyUI folder.
+Importing this module puts that folder first on ``sys.path`` and readies ``comfy`` for use as a
+library on the CPU when no GPU is present (``--cpu``, as ``main.py`` would be told).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from comfy_finder import find_comfyui  # noqa: E402
+
+
+def import_comfy(cpu: bool | None = None) -> str:
+    """Make ``import comfy`` work; returns the ComfyUI folder. Raises RuntimeError when none is found."""
+    root = find_comfyui()
+    if root is None:
+        raise RuntimeError("ComfyUI not found: install this pack into ComfyUI/custom_nodes/ or set COMFYUI_PATH "
+                           "to your ComfyUI folder.")
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    if "comfy.model_management" not in sys.modules:
+        import comfy.options
+        comfy.options.enable_args_parsing(False)
+        import utils.extra_config  # noqa: F401  (main.py imports it first)
+        from comfy.cli_args import args
+        if cpu is None:
+            import torch
+            cpu = not torch.cuda.is_available()
+        args.cpu = bool(cpu)
+        import comfy.model_management  # noqa: F401
+    return root
+
+
+import_comfy()

@@ -1,0 +1,152 @@
+"""Test tiers: pure tests (no ComfyUI) and host tests (``@pytest.mark.host``) that run inside a real
+ComfyUI found as a user's install is: this pack inside ``ComfyUI/custom_nodes/``, or ``COMFYUI_PATH``.
+Host tests skip, with the reason printed, where no ComfyUI is found."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+sys.path.append(REPO)  # `import regiondrag_core`; appended so ComfyUI's own `nodes` module wins
+
+from comfy_finder import find_comfyui  # noqa: E402
+
+COMFYUI = find_comfyui()
+NO_HOST_REASON = ("ComfyUI not found: install this pack into ComfyUI/custom_nodes/ or set COMFYUI_PATH "
+                  "to a ComfyUI folder (with its requirements installed) to run the host tests")
+
+
+
+def pytest_collection_modifyitems(config, items):
+    if COMFYUI is None:
+        skip = pytest.mark.skip(reason=NO_HOST_REASON)
+        for item in items:
+            if "host" in item.keywords:
+                item.add_marker(skip)
+
+
+def pytest_report_header(config):
+    return f"ComfyUI host: {COMFYUI or 'none (' + NO_HOST_REASON + ')'}"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    counts = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for rep in terminalreporter.stats.get(outcome, []):
+            if "host" in getattr(rep, "keywords", {}) and rep.when in ("call", "setup"):
+                if outcome == "skipped" or rep.when == "call" or outcome in ("failed", "error"):
+                    counts[outcome] = counts.get(outcome, 0) + 1
+    version = "none"
+    if COMFYUI:
+        try:
+            with open(os.path.join(COMFYUI, "comfyui_version.py")) as f:
+                version = f.read().split('"')[1]
+        except (OSError, IndexError):
+            version = "unknown"
+    terminalreporter.write_line(
+        "RegionDrag host tests: ran {} (passed {}, failed {}), skipped {} - ComfyUI {} at {}".format(
+            counts.get("passed", 0) + counts.get("failed", 0) + counts.get("error", 0), counts.get("passed", 0),
+            counts.get("failed", 0) + counts.get("error", 0), counts.get("skipped", 0), version, COMFYUI))
+
+
+# --------------------------------------------------------------------------- host fixtures
+
+CKPT_NAME = "random_sd15.safetensors"
+
+
+def _cache_dir() -> str:
+    d = os.environ.get("REGIONDRAG_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "comfyui-regiondrag"))
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+@pytest.fixture(scope="session")
+def comfyui():
+    """ComfyUI imported in this process (CPU where no GPU), with this pack loaded by ComfyUI's own loader."""
+    import asyncio
+    import types
+
+    import comfy_host
+    comfy_host.import_comfy()
+    import folder_paths
+    import nodes as comfy_nodes
+
+    ok = asyncio.run(comfy_nodes.load_custom_node(REPO))
+    if not ok:
+        pytest.fail("ComfyUI failed to load the pack (see the log above)")
+    pack = sys.modules[REPO.replace(".", "_x_")]
+    folder_paths.add_model_folder_path("checkpoints", _cache_dir())
+    return types.SimpleNamespace(pack=pack, nodes=comfy_nodes, NODES=comfy_nodes.NODE_CLASS_MAPPINGS,
+                                 core=pack.regiondrag_core, root=COMFYUI)
+
+
+@pytest.fixture(scope="session")
+def sd15_checkpoint():
+    """Path of the random-weight SD1.5 checkpoint (written once, about a minute, then cached)."""
+    import random_sd15
+    return random_sd15.write_random_sd15(os.path.join(_cache_dir(), CKPT_NAME))
+
+
+@pytest.fixture(scope="session")
+def sd15(comfyui, sd15_checkpoint):
+    """(MODEL, CLIP, VAE) loaded by ComfyUI's CheckpointLoaderSimple from the random checkpoint."""
+    model, clip, vae = comfyui.nodes.CheckpointLoaderSimple().load_checkpoint(CKPT_NAME)[:3]
+    return model, clip, vae
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory, sd15_checkpoint):
+    """A real ComfyUI server (``main.py --cpu``) on a free loopback port with only this pack installed."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    base = tmp_path_factory.mktemp("comfy_base")
+    (base / "custom_nodes").mkdir()
+    os.symlink(REPO, base / "custom_nodes" / "ComfyUI-RegionDrag")
+    (base / "models" / "checkpoints").mkdir(parents=True)
+    os.symlink(sd15_checkpoint, base / "models" / "checkpoints" / CKPT_NAME)
+    (base / "input").mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log_path = base / "server.log"
+    cmd = [sys.executable, os.path.join(COMFYUI, "main.py"), "--listen", "127.0.0.1", "--port", str(port),
+           "--base-directory", str(base), "--disable-auto-launch", "--use-pytorch-cross-attention"]
+    import torch
+    if not torch.cuda.is_available():
+        cmd.append("--cpu")
+    logf = open(log_path, "w")
+    proc = subprocess.Popen(cmd, cwd=COMFYUI, stdout=logf, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while True:
+        try:
+            urllib.request.urlopen(url + "/system_stats", timeout=2).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail("ComfyUI server did not start:\n" + log_path.read_text()[-4000:])
+            time.sleep(0.5)
+    server = types_server(url=url, base=base, log=log_path, proc=proc)
+    yield server
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    logf.close()
+
+
+def types_server(**kw):
+    import types
+
+    from comfy_client import ComfyClient
+    ns = types.SimpleNamespace(**kw)
+    ns.client = ComfyClient(ns.url)
+    return ns

@@ -1,0 +1,246 @@
+"""DDPM Invert-and-Cache and RegionDrag KSampler inside a real ComfyUI (in-process, CPU, small sizes)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.host
+
+STEPS, START_T = 20, 0.5
+
+
+@pytest.fixture(scope="module")
+def api(comfyui):
+    import comfy_host  # noqa: F401  (ComfyUI on sys.path)
+    import comfy.model_management
+    import comfy.samplers
+    sn = comfyui.pack.nodes.sampling_nodes
+    return comfyui, sn, comfyui.core
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A tiny SD-style UNet (SD15 model config, random weights) and a matching conditioning."""
+    import random_sd15
+    model = random_sd15.random_model_patcher(random_sd15.tiny_unet_config(context_dim=64), seed=1)
+    g = torch.Generator().manual_seed(2)
+    positive = [[torch.randn(1, 77, 64, generator=g), {}]]
+    return model, positive
+
+
+@pytest.fixture(scope="module")
+def sd15_inputs(sd15, comfyui):
+    model, clip, vae = sd15
+    positive = comfyui.nodes.CLIPTextEncode().encode(clip, "a photo of a cat")[0]
+    latent = {"samples": torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(3))}
+    return model, positive, latent
+
+
+def latent(h=16, w=16, seed=5):
+    return {"samples": torch.randn(1, 4, h, w, generator=torch.Generator().manual_seed(seed))}
+
+
+def rect(h, w, x0, y0, x1, y1):
+    m = np.zeros((h, w), bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def drag_map(core, pairs, h=16, w=16):
+    RegionPair = core.regions.RegionPair
+    rp = [RegionPair(handle=a, target=b, handle_polygon=None, target_polygon=None) for a, b in pairs]
+    return core.mapping.build_drag_map(rp, (h * 8, w * 8), (h, w))
+
+
+def invert(sn, model, positive, lat, **kw):
+    return sn.run_inversion(model, positive, lat, kw.pop("steps", STEPS), kw.pop("start_t", START_T),
+                            kw.pop("seed", 7), **kw)
+
+
+# ------------------------------------------------------------------ exact reconstruction (random SD1.5)
+
+def test_no_pairs_reconstructs_input_with_kv_swap_active(api, sd15_inputs):
+    hc, sn, core = api
+    model, positive, lat = sd15_inputs
+    inv = invert(sn, model, positive, lat)
+    out, swap = sn.run_drag(model, inv, drag_map(core, []), positive, 0.2, 1.0, 11)
+    assert sum(swap.calls.values()) == 16 * inv.levels  # SD1.5: 16 self-attention layers, every step
+    err = (out - lat["samples"]).abs().max().item()
+    assert err < 1e-3, err
+
+
+def test_alpha0_identity_pair_reconstructs_input(api, sd15_inputs):
+    hc, sn, core = api
+    model, positive, lat = sd15_inputs
+    inv = invert(sn, model, positive, lat)
+    m = rect(128, 128, 16, 24, 80, 72)
+    out, _ = sn.run_drag(model, inv, drag_map(core, [(m, m)]), positive, 0.2, 0.0, 11)
+    err = (out - lat["samples"]).abs().max().item()
+    assert err < 1e-3, err
+
+
+def test_identity_pair_is_exact_for_any_alpha_but_a_drag_is_not(api, sd15_inputs):
+    """Handle = target: pasting restores the blended region every step down to t'' (exact for any alpha).
+    The control: a real drag (shifted target) does move the latent, so these checks can fail."""
+    hc, sn, core = api
+    model, positive, lat = sd15_inputs
+    inv = invert(sn, model, positive, lat)
+    m = rect(128, 128, 16, 24, 80, 72)
+    out, _ = sn.run_drag(model, inv, drag_map(core, [(m, m)]), positive, 0.2, 1.0, 11)
+    assert (out - lat["samples"]).abs().max().item() < 1e-3
+    moved = rect(128, 128, 40, 40, 104, 88)
+    out, _ = sn.run_drag(model, inv, drag_map(core, [(m, moved)]), positive, 0.2, 1.0, 11)
+    assert (out - lat["samples"]).abs().max().item() > 1e-2
+
+
+def test_outside_edit_mask_equals_input(api, sd15_inputs):
+    hc, sn, core = api
+    model, positive, lat = sd15_inputs
+    inv = invert(sn, model, positive, lat)
+    dm = drag_map(core, [(rect(128, 128, 8, 8, 40, 40), rect(128, 128, 56, 56, 88, 88))])
+    area = torch.zeros(1, 128, 128)
+    area[:, :, :96] = 1.0  # left three quarters may change
+    out, _ = sn.run_drag(model, inv, dm, positive, 0.2, 1.0, 11, edit_mask=area)
+    diff = (out - lat["samples"]).abs()[0].amax(0)
+    assert diff[:, 12:].max().item() < 1e-3
+    assert diff[:, :12].max().item() > 1e-2
+
+
+# ------------------------------------------------------------------ copy-paste and attention (tiny model)
+
+def test_copy_paste_puts_handle_content_on_target(api, tiny):
+    hc, sn, core = api
+    model, positive = tiny
+    m = model.clone()
+    seen = {}
+
+    def identity_denoiser(apply_model, args):  # D(x) = x: eps = 0, a prediction known in closed form
+        return args["input"]
+
+    m.set_model_unet_function_wrapper(identity_denoiser)
+    lat = latent()
+    inv = invert(sn, m, positive, lat)
+    dm = drag_map(core, [(rect(128, 128, 8, 8, 40, 40), rect(128, 128, 72, 64, 104, 96))])
+    sn.run_drag(m, inv, dm, positive, 0.2, 1.0, 3, on_level=lambda k, z: seen.__setitem__(k, z.clone()))
+    paste = inv.schedule.paste_levels(0.2)
+    last = min(k for k in range(1, inv.levels + 1) if paste[k - 1])  # denoising runs k = n .. 1
+    assert inv.schedule.timesteps[last] == pytest.approx(200)
+    hi, ti = dm.handle_index(), dm.target_index()
+    src = inv.latents[last].flatten(2)[:, :, hi]
+    assert torch.equal(seen[last].flatten(2)[:, :, ti], src)
+    # one level lower nothing is pasted any more: the target has moved on from the handle content
+    assert not torch.allclose(seen[last - 1].flatten(2)[:, :, ti], inv.latents[last - 1].flatten(2)[:, :, hi])
+    # and the handle content did not stay in place: the handle region was blended with noise
+    top = inv.levels
+    assert not torch.allclose(seen[top].flatten(2)[:, :, hi[~torch.isin(hi, ti)]],
+                              inv.latents[top].flatten(2)[:, :, hi[~torch.isin(hi, ti)]])
+
+
+def test_kv_replaced_on_every_layer_every_step_and_matters(api, tiny):
+    hc, sn, core = api
+    import comfy_host  # noqa: F401
+    model, positive = tiny
+    layers = hc.pack.nodes.host.self_attention_blocks(model)
+    assert len(layers) == 7  # input 1, 3; middle 0; output 0-3 of the tiny UNet hold attention
+    lat = latent()
+    inv = invert(sn, model, positive, lat)
+    dm = drag_map(core, [(rect(128, 128, 8, 8, 40, 40), rect(128, 128, 72, 64, 104, 96))])
+    on, swap_on = sn.run_drag(model, inv, dm, positive, 0.2, 1.0, 3)
+    expected = {(k, (b, n, 0)) for k in range(1, inv.levels + 1) for b, n in layers}
+    assert set(swap_on.calls) == expected and set(swap_on.calls.values()) == {1}
+    off, swap_off = sn.run_drag(model, inv, dm, positive, 0.2, 1.0, 3, mutual_self_attention=False)
+    assert not swap_off.calls
+    assert (on - off).abs().max().item() > 1e-3
+
+
+# ------------------------------------------------------------------ isolation of the user's MODEL
+
+def _plain_ksampler(hc, model, positive):
+    lat = latent(seed=9)
+    return hc.nodes.KSampler().sample(model, 42, 4, 1.0, "euler", "normal", positive, positive, lat)[0]["samples"]
+
+
+def test_plain_ksampler_unchanged_by_regiondrag_runs(api, tiny):
+    hc, sn, core = api
+    import comfy.model_management
+    model, positive = tiny
+    before = _plain_ksampler(hc, model, positive)
+    patches_before = repr(model.model_options)
+    lat = latent()
+    inv = invert(sn, model, positive, lat)
+    dm = drag_map(core, [(rect(128, 128, 8, 8, 40, 40), rect(128, 128, 72, 64, 104, 96))])
+    sn.run_drag(model, inv, dm, positive, 0.2, 1.0, 3)
+    assert torch.equal(_plain_ksampler(hc, model, positive), before)
+
+    # a run stopped midway (the Stop button raises InterruptProcessingException inside sampling)
+    stopper = model.clone()
+    calls = []
+
+    def stop_at_third_call(apply_model, args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise comfy.model_management.InterruptProcessingException()
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    stopper.set_model_unet_function_wrapper(stop_at_third_call)
+    with pytest.raises(comfy.model_management.InterruptProcessingException):
+        sn.run_drag(stopper, inv, dm, positive, 0.2, 1.0, 3)
+    assert torch.equal(_plain_ksampler(hc, model, positive), before)
+    assert repr(model.model_options) == patches_before
+
+
+# ------------------------------------------------------------------ bad input: clear errors
+
+def _err(fn, *a, **kw):
+    import regiondrag_core.errors  # noqa: F401  (pure copy; the pack's class is checked by name)
+    with pytest.raises(ValueError) as e:
+        fn(*a, **kw)
+    assert type(e.value).__name__ == "RegionDragInputError"
+    return str(e.value)
+
+
+def test_errors_name_node_input_and_fix(api, tiny):
+    hc, sn, core = api
+    model, positive = tiny
+    lat = latent()
+    msg = _err(invert, sn, model, positive, lat, start_t=0.0)
+    assert msg.startswith("DDPMInvertAndCache / start_t:")
+    assert _err(invert, sn, model, positive, lat, start_t=1.5).startswith("DDPMInvertAndCache / start_t:")
+    assert _err(invert, sn, model, positive, lat, steps=1).startswith("DDPMInvertAndCache / steps:")
+    batch = {"samples": torch.zeros(2, 4, 16, 16)}
+    assert "Latent From Batch" in _err(invert, sn, model, positive, batch)
+    video = {"samples": torch.zeros(1, 4, 2, 16, 16)}
+    assert _err(invert, sn, model, positive, video).startswith("DDPMInvertAndCache / latent:")
+
+    inv = invert(sn, model, positive, lat, steps=4)
+    dm = drag_map(core, [(rect(128, 128, 8, 8, 40, 40), rect(128, 128, 72, 64, 104, 96))])
+    msg = _err(sn.run_drag, model, inv, dm, positive, 0.8, 1.0, 3)
+    assert msg.startswith("RegionDragKSampler / end_t:") and "start_t" in msg
+    assert _err(sn.run_drag, model, inv, dm, positive, 0.2, 1.5, 3).startswith("RegionDragKSampler / noise_weight:")
+    assert _err(sn.run_drag, model, inv, dm, positive, 0.2, -0.1, 3).startswith("RegionDragKSampler / noise_weight:")
+    small = drag_map(core, [(rect(64, 64, 8, 8, 24, 24), rect(64, 64, 32, 32, 48, 48))], 8, 8)
+    msg = _err(sn.run_drag, model, inv, small, positive, 0.2, 1.0, 3)
+    assert msg.startswith("RegionDragKSampler / drag_map:") and "64x64" in msg and "128x128" in msg
+    msg = _err(sn.run_drag, model, inv, dm, positive, 0.2, 1.0, 3, edit_mask=torch.ones(1, 100, 100))
+    assert msg.startswith("RegionDragKSampler / edit_mask:")
+    assert _err(sn.run_drag, model, "nope", dm, positive, 0.2, 1.0, 3).startswith("RegionDragKSampler / inversion:")
+
+
+def test_inversion_from_other_step_count_is_rejected_by_schedule_check(api, tiny):
+    """An INVERSION is self-describing: the sampler follows its steps; a different model schedule is refused."""
+    hc, sn, core = api
+    model, positive = tiny
+    lat = latent()
+    inv = invert(sn, model, positive, lat, steps=10, start_t=0.5)
+    assert inv.levels == 5 and inv.schedule.timesteps[-1] == 500
+    other = model.clone()
+    import comfy.model_sampling
+
+    class ZeroTerminalSNR(comfy.model_sampling.ModelSamplingDiscrete, comfy.model_sampling.EPS):
+        pass
+
+    other.add_object_patch("model_sampling", ZeroTerminalSNR(other.model.model_config, zsnr=True))
+    dm = drag_map(core, [])
+    msg = _err(sn.run_drag, other, inv, dm, positive, 0.2, 1.0, 3)
+    assert msg.startswith("RegionDragKSampler / inversion:") and "schedule" in msg

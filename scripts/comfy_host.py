@@ -34,5 +34,3 @@ def import_comfy(cpu: bool | None = None) -> str:
         import comfy.model_management  # noqa: F401
     return root
 
-
-import_comfy()

@@ -22,7 +22,6 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import comfy_host  # noqa: E402  (puts ComfyUI on sys.path)
 
 log = logging.getLogger("RegionDrag.random_sd15")
 
@@ -55,7 +54,14 @@ def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
     return module
 
 
+def _comfy():
+    """Import ComfyUI on first use (writing the checkpoint needs it; finding an existing one does not)."""
+    import comfy_host
+    comfy_host.import_comfy()
+
+
 def sd15_model_config(unet: dict | None = None):
+    _comfy()
     import comfy.supported_models
     return comfy.supported_models.SD15(dict(SD15_UNET if unet is None else unet))
 
@@ -71,6 +77,7 @@ def random_unet_model(unet: dict | None = None, seed: int = 0, dtype=torch.float
 
 def random_model_patcher(unet: dict | None = None, seed: int = 0):
     """A ModelPatcher on the CPU around :func:`random_unet_model`, as CheckpointLoader would give."""
+    _comfy()
     import comfy.model_patcher
     m = random_unet_model(unet, seed)
     return comfy.model_patcher.ModelPatcher(m, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
@@ -85,6 +92,7 @@ def tiny_unet_config(context_dim: int = 64) -> dict:
 
 def random_sd15_state_dict(seed: int = 0, dtype=torch.float16) -> dict:
     """UNet + VAE + CLIP-L of SD1.5 in the original single-file key layout, random values."""
+    _comfy()
     import comfy.ldm.models.autoencoder
     import comfy.ops
     import comfy.sd1_clip

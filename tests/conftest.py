@@ -98,55 +98,13 @@ def sd15(comfyui, sd15_checkpoint):
 
 
 @pytest.fixture(scope="session")
-def comfy_server(tmp_path_factory, sd15_checkpoint):
-    """A real ComfyUI server (``main.py --cpu``) on a free loopback port with only this pack installed."""
-    import socket
-    import subprocess
-    import time
-    import urllib.request
-
-    base = tmp_path_factory.mktemp("comfy_base")
-    (base / "custom_nodes").mkdir()
-    os.symlink(REPO, base / "custom_nodes" / "ComfyUI-RegionDrag")
-    (base / "models" / "checkpoints").mkdir(parents=True)
-    os.symlink(sd15_checkpoint, base / "models" / "checkpoints" / CKPT_NAME)
-    (base / "input").mkdir()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log_path = base / "server.log"
-    cmd = [sys.executable, os.path.join(COMFYUI, "main.py"), "--listen", "127.0.0.1", "--port", str(port),
-           "--base-directory", str(base), "--disable-auto-launch", "--use-pytorch-cross-attention"]
-    import torch
-    if not torch.cuda.is_available():
-        cmd.append("--cpu")
-    logf = open(log_path, "w")
-    proc = subprocess.Popen(cmd, cwd=COMFYUI, stdout=logf, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while True:
-        try:
-            urllib.request.urlopen(url + "/system_stats", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail("ComfyUI server did not start:\n" + log_path.read_text()[-4000:])
-            time.sleep(0.5)
-    server = types_server(url=url, base=base, log=log_path, proc=proc)
-    yield server
-    proc.terminate()
+def comfy_server(sd15_checkpoint):
+    """A real ComfyUI server (``main.py``, CPU where no GPU) on a free loopback port with only this pack."""
+    from comfy_server import ComfyServer
+    server = ComfyServer(checkpoints=[sd15_checkpoint], comfyui=COMFYUI)
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    logf.close()
-
-
-def types_server(**kw):
-    import types
-
-    from comfy_client import ComfyClient
-    ns = types.SimpleNamespace(**kw)
-    ns.client = ComfyClient(ns.url)
-    return ns
+        server.start()
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    yield server
+    server.close()

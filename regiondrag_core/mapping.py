@@ -403,11 +403,13 @@ def build_drag_map(pairs: list[RegionPair], image_size, latent_size, node: str =
     H, W = int(image_size[0]), int(image_size[1])
     h, w = int(latent_size[0]), int(latent_size[1])
     f = LATENT_FACTOR
-    if (H, W) != (h * f, w * f):
+    if not (0 <= H - h * f < f and 0 <= W - w * f < f):
         raise RegionDragInputError(
             node, "latent",
             f"the regions are {W}x{H} px but the latent is {w}x{h} (= {w * f}x{h * f} px).",
             "The masks/image must be 8× the latent size; resize the masks or use the same image for VAE Encode.")
+    # VAE Encode drops the H % 8 (W % 8) extra rows (columns), centred: crop the regions alike.
+    top, left = (H % f) // 2, (W % f) // 2
     src = np.full(h * w, -1, dtype=np.int64)
     hun = np.zeros((h, w), bool)
     tun = np.zeros((h, w), bool)
@@ -419,6 +421,8 @@ def build_drag_map(pairs: list[RegionPair], image_size, latent_size, node: str =
                 f"inputs are {W}x{H} px.",
                 "Draw every pair on the same image that is VAE-encoded.")
         pair.validate(node, _INPUT, i)
+        if (H, W) != (h * f, w * f):
+            pair = crop_pair(pair, top, left, (h * f, w * f)).validate(node, _INPUT, i)
         hxy, txy, hm, tm = map_pair(pair, f)
         src[txy[:, 1] * w + txy[:, 0]] = hxy[:, 1] * w + hxy[:, 0]
         hun |= hm
@@ -433,6 +437,17 @@ def build_drag_map(pairs: list[RegionPair], image_size, latent_size, node: str =
         handle_union=hun, target_union=tun,
         latent_size=(h, w), image_size=(H, W), num_pairs=len(pairs),
     )
+
+
+def crop_pair(pair: RegionPair, top: int, left: int, size) -> RegionPair:
+    """The pair inside the ``size = (H, W)`` window at (top, left): masks cut, polygons shifted."""
+    H, W = size
+
+    def shift(poly):
+        return None if poly is None else np.asarray(poly, np.float64) - np.array([left, top], np.float64)
+
+    return RegionPair(handle=pair.handle[top:top + H, left:left + W], target=pair.target[top:top + H, left:left + W],
+                      handle_polygon=shift(pair.handle_polygon), target_polygon=shift(pair.target_polygon))
 
 
 def preview_image(image, pairs: list[RegionPair], node: str = _NODE, input_name: str = "image") -> np.ndarray:

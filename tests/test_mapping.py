@@ -356,14 +356,29 @@ def test_build_drag_map_empty_and_size_errors():
     dm = build_drag_map([], (64, 96), (8, 12))
     assert dm.handle_xy.shape == (0, 2) and dm.num_pairs == 0 and len(dm.target_index()) == 0
     with pytest.raises(RegionDragInputError, match="8× the latent size") as e:
-        build_drag_map([], (64, 100), (8, 12))
-    assert "RegionToPointMapping" in str(e.value) and "100x64" in str(e.value)
+        build_drag_map([], (64, 104), (8, 12))
+    assert "RegionToPointMapping" in str(e.value) and "104x64" in str(e.value)
     size = (64, 64)
     with pytest.raises(RegionDragInputError, match="pair 1"):
         build_drag_map([_pair(size, rect(size, 0, 0, 5, 5), rect(size, 9, 9, 20, 20))], (128, 128), (16, 16))
     with pytest.raises(RegionDragInputError, match="pair 2 handle region is empty"):
         build_drag_map([_pair(size, rect(size, 0, 0, 9, 9), rect(size, 9, 9, 20, 20)),
                         _pair(size, np.zeros(size, bool), rect(size, 9, 9, 20, 20))], size, (8, 8))
+
+
+def test_build_drag_map_crops_like_vae_encode_for_sizes_not_divisible_by_8():
+    """VAE Encode keeps the centred 8k x 8k window of a 67x101 image: regions are cut the same way."""
+    size = (67, 101)
+    hm, tm = rect(size, 10, 12, 40, 30), rect(size, 50, 20, 80, 38)
+    hp = np.array([[10, 12], [40, 12], [40, 30], [10, 30]], float)
+    dm = build_drag_map([_pair(size, hm, tm)], size, (8, 12))
+    top, left = 1, 2  # (67 % 8) // 2, (101 % 8) // 2
+    ref = build_drag_map([_pair((64, 96), hm[top:top + 64, left:left + 96], tm[top:top + 64, left:left + 96])],
+                         (64, 96), (8, 12))
+    np.testing.assert_array_equal(dm.handle_xy, ref.handle_xy)
+    np.testing.assert_array_equal(dm.target_xy, ref.target_xy)
+    poly = build_drag_map([_pair(size, hm, tm, hp, hp + [38, 8])], size, (8, 12))
+    assert poly.num_points > 0 and poly.handle_union[poly.handle_xy[:, 1], poly.handle_xy[:, 0]].all()
 
 
 def test_preview_copies_from_original():

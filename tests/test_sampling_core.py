@@ -1,0 +1,167 @@
+"""regiondrag_core.schedule / sampling / kvbank with a toy attention model: no ComfyUI needed."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from regiondrag_core.errors import RegionDragInputError
+from regiondrag_core.kvbank import AttentionSwap, KVBank
+from regiondrag_core.mapping import build_drag_map
+from regiondrag_core.regions import RegionPair
+from regiondrag_core.sampling import (DragPlan, InversionRecorder, blend_handle, copy_paste, keep_outside,
+                                      sample_ddpm_invert, sample_regiondrag)
+from regiondrag_core.schedule import make_schedule, step_coefficients
+
+
+def sd_sigma(t: float) -> float:
+    """SD1.5's scaled-linear beta schedule: sigma(t) = sqrt((1 - abar_t) / abar_t)."""
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    abar = torch.cumprod(1 - betas, 0)[int(round(t))]
+    return float(((1 - abar) / abar).sqrt())
+
+
+def attention(q, k, v, heads, attn_precision=None):
+    b, n, c = q.shape
+    q, k, v = (t.view(b, -1, heads, c // heads).transpose(1, 2) for t in (q, k, v))
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    return out.transpose(1, 2).reshape(b, n, c)
+
+
+class ToyDenoiser(torch.nn.Module):
+    """D(x, sigma): two self-attention layers over latent pixels, routed through an AttentionSwap."""
+
+    def __init__(self, swap: AttentionSwap, channels=4, dim=16):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.proj = torch.nn.ParameterList([torch.nn.Parameter(torch.randn(channels, dim, generator=g) * 0.5)
+                                            for _ in range(3)])
+        self.out = torch.nn.Parameter(torch.randn(dim, channels, generator=g) * 0.2)
+        self.swap = swap
+        self.calls = 0
+
+    def forward(self, x, sigma, **extra):
+        self.calls += 1
+        s = sigma.view(-1, 1, 1, 1)
+        z = x / (1 + s ** 2).sqrt()
+        b, c, h, w = z.shape
+        tokens = z.flatten(2).transpose(1, 2)
+        for layer in range(2):
+            q, k, v = (tokens @ p for p in self.proj)
+            a = self.swap(q, k, v, {"n_heads": 2, "block": ("input", layer), "block_index": 0,
+                                    "cond_or_uncond": [0]})
+            tokens = tokens + 0.1 * (a @ self.out)
+        eps = tokens.transpose(1, 2).reshape(b, c, h, w) * 0.5
+        return x - eps * s
+
+
+def rect(x0, y0, x1, y1, size=(64, 64)):
+    m = np.zeros(size, bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def run(latent, pairs=(), alpha=1.0, end_t=0.2, edit_mask=None, enabled=True, steps=20, start_t=0.5):
+    sched = make_schedule(steps, start_t, sd_sigma)
+    bank = KVBank()
+    cap = AttentionSwap(bank, "capture", attention)
+    rec = InversionRecorder(schedule=sched, seed=1, swap=cap, latent_shape=tuple(latent.shape))
+    sigmas = torch.tensor(sched.sigmas)
+    sample_ddpm_invert(ToyDenoiser(cap), latent.clone(), sigmas, recorder=rec)
+    inv = rec.result
+    dm = build_drag_map([RegionPair(h, t) for h, t in pairs], (64, 64), (8, 8))
+    rep = AttentionSwap(bank, "replace", attention, enabled=enabled)
+    plan = DragPlan(inversion=inv, swap=rep,
+                    handle_index=dm.handle_index() if pairs else None,
+                    target_index=dm.target_index() if pairs else None,
+                    handle_union=torch.from_numpy(dm.handle_union).float()[None, None] if pairs else None,
+                    edit_mask=edit_mask, alpha=alpha, seed=2, paste=sched.paste_levels(end_t))
+    model = ToyDenoiser(rep)
+    out = sample_regiondrag(model, torch.zeros_like(latent), sigmas.flip(0), plan=plan)
+    return out, inv, rep, model
+
+
+LATENT = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+
+
+def test_schedule_matches_paper_defaults():
+    s = make_schedule(20, 0.5, sd_sigma)
+    assert s.timesteps == tuple(float(t) for t in range(0, 501, 50)) and s.levels == 10 and s.sigmas[0] == 0.0
+    assert s.paste_levels(0.2) == [t >= 200 for t in range(50, 501, 50)]
+    assert all(s.paste_levels(0.0))
+    last = step_coefficients(s.sigmas[0], s.sigmas[1])
+    assert last.c == 0.0 and last.coef_x0 == 1.0 and last.coef_eps == 0.0  # final step to sigma = 0
+
+
+@pytest.mark.parametrize("steps, start_t, name", [(1, 0.5, "steps"), (20, 0.0, "start_t"), (20, 1.2, "start_t"),
+                                                  (20, float("nan"), "start_t"), (20, 0.01, "start_t")])
+def test_schedule_errors(steps, start_t, name):
+    with pytest.raises(RegionDragInputError) as e:
+        make_schedule(steps, start_t, sd_sigma)
+    assert str(e.value).startswith(f"DDPMInvertAndCache / {name}:")
+
+
+def test_inversion_noise_terms_are_ddpm_posterior_noise():
+    """Away from the last step, r_k / c_k is the standard-normal-sized noise w of the posterior step."""
+    _, inv, _, _ = run(LATENT)
+    c = step_coefficients(inv.schedule.sigmas[4], inv.schedule.sigmas[5]).c
+    w = inv.noise_terms[4] / c
+    assert 0.5 < w.std().item() < 2.0
+
+
+def test_no_pairs_reconstructs_exactly_with_kv_swap():
+    out, inv, rep, model = run(LATENT)
+    assert (out - LATENT).abs().max().item() < 1e-4
+    assert model.calls == inv.levels
+    assert set(rep.calls) == {(k, ("input", l, 0)) for k in range(1, 11) for l in range(2)}
+
+
+def test_alpha0_identity_pair_reconstructs_and_a_drag_changes():
+    m = rect(8, 8, 40, 40)
+    out, *_ = run(LATENT, [(m, m)], alpha=0.0)
+    assert (out - LATENT).abs().max().item() < 1e-4
+    out, *_ = run(LATENT, [(m, rect(24, 16, 56, 48))])
+    assert (out - LATENT).abs().max().item() > 1e-2
+
+
+def test_edit_mask_keeps_outside_exactly():
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :, :5] = 1
+    out, *_ = run(LATENT, [(rect(0, 0, 16, 16), rect(16, 16, 32, 32))], edit_mask=mask)
+    assert torch.equal(out[..., 5:], LATENT[..., 5:]) or (out[..., 5:] - LATENT[..., 5:]).abs().max() < 1e-6
+    assert (out[..., :5] - LATENT[..., :5]).abs().max().item() > 1e-3
+
+
+def test_turning_kv_swap_off_changes_the_edit():
+    pairs = [(rect(8, 8, 40, 40), rect(24, 16, 56, 48))]
+    on, *_ = run(LATENT, pairs)
+    off, _, rep, _ = run(LATENT, pairs, enabled=False)
+    assert not rep.calls and (on - off).abs().max().item() > 1e-4
+
+
+def test_blend_copy_paste_keep_outside_helpers():
+    z = torch.arange(2 * 16, dtype=torch.float32).view(1, 2, 4, 4)
+    noise = torch.full_like(z, 100.0)
+    h = torch.zeros(1, 1, 4, 4)
+    h[..., 0, 0] = 1
+    assert torch.equal(blend_handle(z, h, 0.0, noise), z)
+    b = blend_handle(z, h, 1.0, noise)
+    assert b[0, :, 0, 0].tolist() == [100.0, 100.0] and torch.equal(b[..., 1:, :], z[..., 1:, :])
+    a = math.sqrt(1 - 0.6 ** 2)
+    assert torch.allclose(blend_handle(z, h, 0.6, noise)[0, :, 0, 0], z[0, :, 0, 0] * a + 60.0)
+    dst = torch.zeros_like(z)
+    copy_paste(dst, z, torch.tensor([0, 5]), torch.tensor([15, 10]))
+    assert dst[0, :, 3, 3].tolist() == z[0, :, 0, 0].tolist() and dst[0, :, 2, 2].tolist() == z[0, :, 1, 1].tolist()
+    assert dst.count_nonzero() == 3  # z[0,0,0,0] is 0
+    m = torch.zeros(1, 1, 4, 4)
+    assert torch.equal(keep_outside(dst, z, m), z)
+
+
+def test_kv_bank_offload_to_cpu_and_dtype():
+    bank = KVBank(torch.device("cpu"))
+    k = torch.randn(1, 5, 8, dtype=torch.float16)
+    bank.put(1, ("input", 1, 0), 0, k, k * 2)
+    kk, vv = bank.get(1, ("input", 1, 0), 0, torch.device("cpu"))
+    assert torch.equal(kk, k) and vv.dtype == torch.float16 and bank.nbytes() == 2 * 5 * 8 * 2

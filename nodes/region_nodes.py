@@ -52,7 +52,7 @@ class RegionMaskPair(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, shapes="", **kwargs):
+    def validate_inputs(cls, shapes=""):  # no **kwargs: ComfyUI keeps its own checks of the other inputs
         if isinstance(shapes, str) and shapes.strip():
             try:
                 parse_shapes(shapes, node=PAIR, input_name="shapes")

@@ -1,0 +1,437 @@
+// RegionDrag region editor: shape JSON, geometry and the copy-paste preview (no DOM widgets here).
+//
+// Shape JSON (the format of regiondrag_core/regions.py):
+//   {"version": 1, "width": W, "height": H,
+//    "pairs": [{"handle": SHAPE, "target": SHAPE}, ...]}
+//   SHAPE = {"type": "polygon", "points": [[x, y], ...]}
+//         | {"type": "brush", "strokes": [{"size": d, "points": [[x, y], ...]}, ...]}
+// Coordinates are image pixels with pixel (i, j) centred on the integer point (i, j), so the
+// image spans [-0.5, W - 0.5] x [-0.5, H - 0.5].
+
+export const SHAPES_VERSION = 1;
+const MAX_COORD = 1e6;
+
+const isNum = (v) => typeof v === "number" && Number.isFinite(v);
+
+function checkPoints(raw, where) {
+  if (!Array.isArray(raw)) return `${where}: "points" must be a list of [x, y] pairs.`;
+  for (let k = 0; k < raw.length; k++) {
+    const p = raw[k];
+    if (!Array.isArray(p) || p.length !== 2 || !isNum(p[0]) || !isNum(p[1])) {
+      return `${where}: point ${k} is not a pair of numbers [x, y].`;
+    }
+    if (Math.abs(p[0]) > MAX_COORD || Math.abs(p[1]) > MAX_COORD) return `${where}: a coordinate is too large.`;
+  }
+  return null;
+}
+
+function parseShape(raw, where) {
+  if (raw === undefined) return { error: `${where}: missing.` };
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) return { error: `${where}: must be a shape object.` };
+  if (raw.type === "polygon") {
+    const err = checkPoints(raw.points, where);
+    if (err) return { error: err };
+    if (raw.points.length < 3) return { error: `${where}: a polygon needs at least 3 points.` };
+    return { shape: { type: "polygon", points: raw.points.map((p) => [p[0], p[1]]) } };
+  }
+  if (raw.type === "brush") {
+    if (!Array.isArray(raw.strokes) || raw.strokes.length === 0) {
+      return { error: `${where}: a brush shape needs a non-empty "strokes" list.` };
+    }
+    const strokes = [];
+    for (let s = 0; s < raw.strokes.length; s++) {
+      const st = raw.strokes[s];
+      if (!st || typeof st !== "object" || !isNum(st.size) || st.size <= 0) {
+        return { error: `${where}: stroke ${s} needs a positive "size".` };
+      }
+      const err = checkPoints(st.points, `${where} stroke ${s}`);
+      if (err) return { error: err };
+      if (st.points.length === 0) return { error: `${where}: stroke ${s} has no points.` };
+      strokes.push({ size: st.size, points: st.points.map((p) => [p[0], p[1]]) });
+    }
+    return { shape: { type: "brush", strokes } };
+  }
+  return { error: `${where}: unknown shape type ${JSON.stringify(raw.type)} (use "polygon" or "brush").` };
+}
+
+/**
+ * Parse the widget text. Never throws.
+ * Returns {ok: true, width, height, pairs: [{handle, target|null}]} or {ok: false, error}.
+ * Only the last pair may lack its target (a pair being drawn).
+ */
+export function parseShapes(text) {
+  if (text == null || (typeof text === "string" && !text.trim())) {
+    return { ok: true, width: null, height: null, pairs: [] };
+  }
+  if (typeof text !== "string") return { ok: false, error: "the shapes value is not text." };
+  let data;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    return { ok: false, error: `not valid JSON (${e.message}).` };
+  }
+  if (!data || typeof data !== "object" || Array.isArray(data)) {
+    return { ok: false, error: "the top level must be a JSON object." };
+  }
+  if (data.version !== undefined && data.version !== SHAPES_VERSION) {
+    return { ok: false, error: `unsupported shapes version ${JSON.stringify(data.version)}.` };
+  }
+  let width = data.width ?? null;
+  let height = data.height ?? null;
+  if ((width === null) !== (height === null)) return { ok: false, error: 'give both "width" and "height", or neither.' };
+  if (width !== null && !(Number.isInteger(width) && width > 0 && Number.isInteger(height) && height > 0)) {
+    return { ok: false, error: '"width" and "height" must be positive integers.' };
+  }
+  if (!Array.isArray(data.pairs)) return { ok: false, error: 'missing "pairs" list.' };
+  const pairs = [];
+  for (let i = 0; i < data.pairs.length; i++) {
+    const rp = data.pairs[i];
+    if (!rp || typeof rp !== "object" || Array.isArray(rp)) return { ok: false, error: `pair ${i + 1} must be an object.` };
+    const h = parseShape(rp.handle, `pair ${i + 1} handle`);
+    if (h.error) return { ok: false, error: h.error };
+    let target = null;
+    if (rp.target !== undefined || i < data.pairs.length - 1) {
+      const t = parseShape(rp.target, `pair ${i + 1} target`);
+      if (t.error) return { ok: false, error: t.error };
+      target = t.shape;
+    }
+    pairs.push({ handle: h.shape, target });
+  }
+  return { ok: true, width, height, pairs };
+}
+
+const r2 = (v) => Math.round(v * 100) / 100;
+
+function roundShape(s) {
+  if (s.type === "polygon") return { type: "polygon", points: s.points.map(([x, y]) => [r2(x), r2(y)]) };
+  return {
+    type: "brush",
+    strokes: s.strokes.map((st) => ({ size: r2(st.size), points: st.points.map(([x, y]) => [r2(x), r2(y)]) })),
+  };
+}
+
+/** The JSON text for the widget (coordinates rounded to 1/100 px). */
+export function serializeShapes(width, height, pairs) {
+  const out = { version: SHAPES_VERSION };
+  if (width && height) {
+    out.width = width;
+    out.height = height;
+  }
+  out.pairs = pairs.map((p) => {
+    const o = { handle: roundShape(p.handle) };
+    if (p.target) o.target = roundShape(p.target);
+    return o;
+  });
+  return JSON.stringify(out);
+}
+
+export function cloneShape(s) {
+  return s ? JSON.parse(JSON.stringify(s)) : s;
+}
+
+export function clonePairs(pairs) {
+  return pairs.map((p) => ({ handle: cloneShape(p.handle), target: cloneShape(p.target) }));
+}
+
+/** Pixel-centre aligned rescale, as regiondrag_core.regions.scale_shape: x' = (x + .5) * sx - .5. */
+export function scaleShape(s, sx, sy) {
+  const f = ([x, y]) => [(x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5];
+  if (s.type === "polygon") return { type: "polygon", points: s.points.map(f) };
+  const k = Math.sqrt(sx * sy);
+  return { type: "brush", strokes: s.strokes.map((st) => ({ size: st.size * k, points: st.points.map(f) })) };
+}
+
+export function translateShape(s, dx, dy) {
+  const f = ([x, y]) => [x + dx, y + dy];
+  if (s.type === "polygon") return { type: "polygon", points: s.points.map(f) };
+  return { type: "brush", strokes: s.strokes.map((st) => ({ size: st.size, points: st.points.map(f) })) };
+}
+
+/** [xmin, ymin, xmax, ymax], brush radius included. */
+export function shapeBBox(s) {
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  const add = (x, y, r) => {
+    x0 = Math.min(x0, x - r); y0 = Math.min(y0, y - r);
+    x1 = Math.max(x1, x + r); y1 = Math.max(y1, y + r);
+  };
+  if (s.type === "polygon") for (const [x, y] of s.points) add(x, y, 0);
+  else for (const st of s.strokes) for (const [x, y] of st.points) add(x, y, st.size / 2);
+  return [x0, y0, x1, y1];
+}
+
+export function shapeCenter(s) {
+  const [x0, y0, x1, y1] = shapeBBox(s);
+  return [(x0 + x1) / 2, (y0 + y1) / 2];
+}
+
+export function pointInPolygon(x, y, pts) {
+  let inside = false;
+  for (let i = 0, j = pts.length - 1; i < pts.length; j = i++) {
+    const [xi, yi] = pts[i];
+    const [xj, yj] = pts[j];
+    if ((yi > y) !== (yj > y) && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
+  }
+  return inside;
+}
+
+export function distToSegment(px, py, ax, ay, bx, by) {
+  const dx = bx - ax, dy = by - ay;
+  const len2 = dx * dx + dy * dy;
+  let t = len2 > 0 ? ((px - ax) * dx + (py - ay) * dy) / len2 : 0;
+  t = Math.max(0, Math.min(1, t));
+  return Math.hypot(px - (ax + t * dx), py - (ay + t * dy));
+}
+
+/** Whether image point (x, y) is on the shape; `tol` widens the hit area (image px). */
+export function hitShape(s, x, y, tol) {
+  if (s.type === "polygon") {
+    if (pointInPolygon(x, y, s.points)) return true;
+    const p = s.points;
+    for (let i = 0; i < p.length; i++) {
+      const q = p[(i + 1) % p.length];
+      if (distToSegment(x, y, p[i][0], p[i][1], q[0], q[1]) <= tol) return true;
+    }
+    return false;
+  }
+  for (const st of s.strokes) {
+    const r = st.size / 2 + tol;
+    const p = st.points;
+    if (p.length === 1 && Math.hypot(x - p[0][0], y - p[0][1]) <= r) return true;
+    for (let i = 0; i + 1 < p.length; i++) {
+      if (distToSegment(x, y, p[i][0], p[i][1], p[i + 1][0], p[i + 1][1]) <= r) return true;
+    }
+  }
+  return false;
+}
+
+/** Whether segments p1-p2 and p3-p4 cross (proper intersection). */
+function segmentsCross(p1, p2, p3, p4) {
+  const d = (a, b, c) => (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]);
+  const d1 = d(p3, p4, p1), d2 = d(p3, p4, p2), d3 = d(p1, p2, p3), d4 = d(p1, p2, p4);
+  return ((d1 > 0 && d2 < 0) || (d1 < 0 && d2 > 0)) && ((d3 > 0 && d4 < 0) || (d3 < 0 && d4 > 0));
+}
+
+/** A short problem description when a polygon is not simple (the backend rejects it), else null. */
+export function polygonProblem(pts) {
+  const n = pts.length;
+  if (n < 3) return "needs at least 3 corners";
+  let area = 0;
+  for (let i = 0; i < n; i++) {
+    const [x0, y0] = pts[i];
+    const [x1, y1] = pts[(i + 1) % n];
+    area += x0 * y1 - x1 * y0;
+  }
+  if (Math.abs(area) < 1e-6) return "has zero area";
+  for (let i = 0; i < n; i++) {
+    for (let j = i + 1; j < n; j++) {
+      if (j === i + 1 || (i === 0 && j === n - 1)) continue;
+      if (segmentsCross(pts[i], pts[(i + 1) % n], pts[j], pts[(j + 1) % n])) return "crosses itself";
+    }
+  }
+  return null;
+}
+
+// ------------------------------------------------------------------------------ preview
+
+/**
+ * Bool mask (Uint8Array W*H) of a shape at the image size, following the backend's rasteriser
+ * (regiondrag_core.regions.rasterize_shape, OpenCV) up to edge pixels: a polygon covers the pixel
+ * centres inside it and the pixels its edges pass through; a brush stroke of diameter d covers the
+ * pixel centres within about floor(d / 2) of its polyline.
+ */
+export function rasterizeShape(s, W, H) {
+  const m = new Uint8Array(W * H);
+  const set = (x, y) => {
+    if (x >= 0 && y >= 0 && x < W && y < H) m[y * W + x] = 1;
+  };
+  if (s.type === "polygon") {
+    const p = s.points;
+    const n = p.length;
+    const ys = p.map((q) => q[1]);
+    const y0 = Math.max(0, Math.ceil(Math.min(...ys))), y1 = Math.min(H - 1, Math.floor(Math.max(...ys)));
+    for (let y = y0; y <= y1; y++) {
+      const xs = [];
+      for (let i = 0; i < n; i++) {
+        const [ax, ay] = p[i];
+        const [bx, by] = p[(i + 1) % n];
+        if ((ay <= y && by > y) || (by <= y && ay > y)) xs.push(ax + ((y - ay) * (bx - ax)) / (by - ay));
+      }
+      xs.sort((a, b) => a - b);
+      for (let k = 0; k + 1 < xs.length; k += 2) {
+        const xa = Math.max(0, Math.ceil(xs[k])), xb = Math.min(W - 1, Math.floor(xs[k + 1]));
+        for (let x = xa; x <= xb; x++) m[y * W + x] = 1;
+      }
+    }
+    for (let i = 0; i < n; i++) { // edges, as a line rasteriser draws them
+      const [ax, ay] = p[i];
+      const [bx, by] = p[(i + 1) % n];
+      const steps = Math.max(1, Math.ceil(2 * Math.max(Math.abs(bx - ax), Math.abs(by - ay))));
+      for (let k = 0; k <= steps; k++) {
+        set(Math.round(ax + ((bx - ax) * k) / steps), Math.round(ay + ((by - ay) * k) / steps));
+      }
+    }
+    return m;
+  }
+  for (const st of s.strokes) {
+    // OpenCV: dots of radius R = floor(d / 2); lines 2R thick, whose filled outline also takes
+    // the pixels it passes through (about half a pixel more).
+    const R = Math.floor(st.size / 2 + 1e-9);
+    const pts = st.points;
+    const parts = pts.map((q) => [q, q, R]);
+    for (let i = 0; i + 1 < pts.length; i++) parts.push([pts[i], pts[i + 1], R + 0.5]);
+    for (const [[ax, ay], [bx, by], r] of parts) {
+      const x0 = Math.max(0, Math.ceil(Math.min(ax, bx) - r)), x1 = Math.min(W - 1, Math.floor(Math.max(ax, bx) + r));
+      const y0 = Math.max(0, Math.ceil(Math.min(ay, by) - r)), y1 = Math.min(H - 1, Math.floor(Math.max(ay, by) + r));
+      for (let y = y0; y <= y1; y++) {
+        for (let x = x0; x <= x1; x++) {
+          if (!m[y * W + x] && distToSegment(x, y, ax, ay, bx, by) <= r + 1e-6) m[y * W + x] = 1;
+        }
+      }
+    }
+  }
+  return m;
+}
+
+function solve(A, b) {
+  // Gaussian elimination with partial pivoting; returns null when singular.
+  const n = b.length;
+  const M = A.map((row, i) => [...row, b[i]]);
+  for (let c = 0; c < n; c++) {
+    let p = c;
+    for (let r = c + 1; r < n; r++) if (Math.abs(M[r][c]) > Math.abs(M[p][c])) p = r;
+    if (Math.abs(M[p][c]) < 1e-12) return null;
+    [M[c], M[p]] = [M[p], M[c]];
+    for (let r = 0; r < n; r++) {
+      if (r === c) continue;
+      const f = M[r][c] / M[c][c];
+      for (let k = c; k <= n; k++) M[r][k] -= f * M[c][k];
+    }
+  }
+  return M.map((row, i) => row[n] / row[i]);
+}
+
+/** Target -> handle point map for triangles (affine) and quadrilaterals (perspective), or null. */
+function polygonTransform(hp, tp) {
+  if (tp.length === 3) {
+    const A = [], b = [];
+    for (let i = 0; i < 3; i++) {
+      const [x, y] = tp[i];
+      A.push([x, y, 1, 0, 0, 0]); b.push(hp[i][0]);
+      A.push([0, 0, 0, x, y, 1]); b.push(hp[i][1]);
+    }
+    const m = solve(A, b);
+    return m && ((x, y) => [m[0] * x + m[1] * y + m[2], m[3] * x + m[4] * y + m[5]]);
+  }
+  const A = [], b = [];
+  for (let i = 0; i < 4; i++) {
+    const [x, y] = tp[i];
+    const [u, v] = hp[i];
+    A.push([x, y, 1, 0, 0, 0, -u * x, -u * y]); b.push(u);
+    A.push([0, 0, 0, x, y, 1, -v * x, -v * y]); b.push(v);
+  }
+  const m = solve(A, b);
+  return m && ((x, y) => {
+    const w = m[6] * x + m[7] * y + 1;
+    return [(m[0] * x + m[1] * y + m[2]) / w, (m[3] * x + m[4] * y + m[5]) / w];
+  });
+}
+
+function strictlyConvex(p) {
+  let sign = 0;
+  for (let i = 0; i < p.length; i++) {
+    const a = p[i], b = p[(i + 1) % p.length], c = p[(i + 2) % p.length];
+    const cr = (b[0] - a[0]) * (c[1] - b[1]) - (b[1] - a[1]) * (c[0] - b[0]);
+    if (Math.abs(cr) < 1e-9) return false;
+    if (sign === 0) sign = Math.sign(cr);
+    else if (Math.sign(cr) !== sign) return false;
+  }
+  return true;
+}
+
+/**
+ * Target pixel -> handle pixel for one pair, as the backend's mapping does it: the affine or
+ * perspective map for two triangles / two convex quadrilaterals, else Algorithm 1 (columns scaled
+ * across, then each column scaled vertically). Calls emit(targetIndex, handleIndex).
+ */
+function mapPair(pair, hm, tm, W, H, emit) {
+  const hp = pair.handle.type === "polygon" ? pair.handle.points : null;
+  const tp = pair.target.type === "polygon" ? pair.target.points : null;
+  if (hp && tp && hp.length === tp.length &&
+      (tp.length === 3 || (tp.length === 4 && strictlyConvex(hp) && strictlyConvex(tp)))) {
+    const f = polygonTransform(hp, tp);
+    if (f) {
+      for (let i = 0; i < tm.length; i++) {
+        if (!tm[i]) continue;
+        const [u, v] = f(i % W, Math.floor(i / W));
+        if (!Number.isFinite(u) || !Number.isFinite(v)) continue;
+        const hx = Math.min(W - 1, Math.max(0, Math.round(u)));
+        const hy = Math.min(H - 1, Math.max(0, Math.round(v)));
+        emit(i, hy * W + hx);
+      }
+      return;
+    }
+  }
+  // Algorithm 1 on the rasterised masks.
+  const htop = new Int32Array(W).fill(-1), hbot = new Int32Array(W).fill(-1);
+  const ttop = new Int32Array(W).fill(-1), tbot = new Int32Array(W).fill(-1);
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) {
+      const i = y * W + x;
+      if (hm[i]) { if (htop[x] < 0) htop[x] = y; hbot[x] = y; }
+      if (tm[i]) { if (ttop[x] < 0) ttop[x] = y; tbot[x] = y; }
+    }
+  }
+  let hx0 = -1, hx1 = -1, tx0 = -1, tx1 = -1;
+  for (let x = 0; x < W; x++) {
+    if (htop[x] >= 0) { if (hx0 < 0) hx0 = x; hx1 = x; }
+    if (ttop[x] >= 0) { if (tx0 < 0) tx0 = x; tx1 = x; }
+  }
+  if (hx0 < 0 || tx0 < 0) return;
+  const nearest = new Int32Array(W); // nearest non-empty handle column
+  let last = -1;
+  for (let x = hx0; x <= hx1; x++) { if (htop[x] >= 0) last = x; nearest[x] = last; }
+  last = -1;
+  for (let x = hx1; x >= hx0; x--) {
+    if (htop[x] >= 0) last = x;
+    if (htop[x] < 0 && (nearest[x] < 0 || (last >= 0 && last - x < x - nearest[x]))) nearest[x] = last;
+  }
+  const tw = tx1 - tx0, hw = hx1 - hx0;
+  for (let i = 0; i < tm.length; i++) {
+    if (!tm[i]) continue;
+    const x = i % W, y = Math.floor(i / W);
+    const hx = nearest[hx0 + (tw > 0 ? Math.floor(((x - tx0) * hw) / tw) : 0)];
+    const trng = Math.max(tbot[x] - ttop[x], 1);
+    let hy = htop[hx] + Math.floor(((y - ttop[x]) * (hbot[hx] - htop[hx])) / trng);
+    // a hole in the handle column: the nearest handle pixel of that column (ties: the upper one)
+    for (let k = 1; !hm[hy * W + hx] && k <= hbot[hx] - htop[hx]; k++) {
+      if (hy - k >= htop[hx] && hm[(hy - k) * W + hx]) hy -= k;
+      else if (hy + k <= hbot[hx] && hm[(hy + k) * W + hx]) hy += k;
+    }
+    emit(i, hy * W + hx);
+  }
+}
+
+/**
+ * The pixel copy-paste preview (as Region-to-Point Mapping's preview output): for each complete
+ * pair in order, the target pixels take the handle pixels of the original image.
+ * `image`: an image/canvas of size W x H; shapes in pixels of that size. Returns a canvas.
+ */
+export function copyPastePreview(image, W, H, pairs) {
+  const c = document.createElement("canvas");
+  c.width = W;
+  c.height = H;
+  const ctx = c.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(image, 0, 0, W, H);
+  const src = ctx.getImageData(0, 0, W, H);
+  const out = new ImageData(new Uint8ClampedArray(src.data), W, H);
+  for (const pair of pairs) {
+    if (!pair.handle || !pair.target) continue;
+    const hm = rasterizeShape(pair.handle, W, H);
+    const tm = rasterizeShape(pair.target, W, H);
+    mapPair(pair, hm, tm, W, H, (t, h) => {
+      for (let k = 0; k < 4; k++) out.data[4 * t + k] = src.data[4 * h + k];
+    });
+  }
+  ctx.putImageData(out, 0, 0);
+  return c;
+}

@@ -28,7 +28,9 @@ log = logging.getLogger("RegionDrag.random_sd15")
 SD15_UNET = dict(
     image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2, 2],
     channel_mult=[1, 2, 4, 4], transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0], transformer_depth_middle=1,
-    transformer_depth_output=[0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1], num_heads=8, num_head_channels=-1,
+    # ComfyUI pops this list from the end while building output blocks 0..11: SD1.5 has
+    # self-attention in output blocks 3..11, so the list reads block 11 first.
+    transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], num_heads=8, num_head_channels=-1,
     use_spatial_transformer=True, legacy=False, context_dim=768, use_linear_in_transformer=False,
     adm_in_channels=None, use_temporal_attention=False, use_temporal_resblock=False, use_checkpoint=False,
 )

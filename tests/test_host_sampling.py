@@ -244,3 +244,21 @@ def test_inversion_from_other_step_count_is_rejected_by_schedule_check(api, tiny
     dm = drag_map(core, [])
     msg = _err(sn.run_drag, other, inv, dm, positive, 0.2, 1.0, 3)
     assert msg.startswith("RegionDragKSampler / inversion:") and "schedule" in msg
+
+
+def test_random_checkpoint_is_sd15_shaped(api, sd15, sd15_checkpoint):
+    """The test checkpoint has SD1.5's exact tensors, and CheckpointLoaderSimple detects it as SD15."""
+    from safetensors import safe_open
+    hc, sn, core = api
+    model, clip, vae = sd15
+    assert type(model.model.model_config).__name__ == "SD15"
+    assert hc.pack.nodes.host.self_attention_blocks(model) == (
+        [("input", i) for i in (1, 2, 4, 5, 7, 8)] + [("middle", 0)] + [("output", i) for i in range(3, 12)])
+    totals = {}
+    with safe_open(sd15_checkpoint, "pt") as f:
+        for key in f.keys():
+            part = ".".join(key.split(".")[:2]) if key.startswith("model.") else key.split(".")[0]
+            shape = f.get_slice(key).get_shape()
+            totals[part] = totals.get(part, 0) + int(np.prod(shape))
+    assert totals == {"model.diffusion_model": 859_520_964, "first_stage_model": 83_653_863,
+                      "cond_stage_model": 123_060_480}

@@ -104,26 +104,13 @@ def parse_args(argv=None):
 
 
 def import_comfy(opts) -> str:
-    """ComfyUI as a library, as ``comfy_host`` does it, with the launch flags this run asks for."""
-    from comfy_finder import find_comfyui
-    root = find_comfyui()
-    if root is None:
-        raise SystemExit("ComfyUI not found: install this pack into ComfyUI/custom_nodes/ or set "
-                         "COMFYUI_PATH to your ComfyUI folder.")
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    import comfy.options
-    comfy.options.enable_args_parsing(False)
-    import utils.extra_config  # noqa: F401  (main.py imports it first)
-    from comfy.cli_args import args
-    import torch
-    if "comfy.model_management" not in sys.modules:
-        args.cpu = bool(opts.cpu or not torch.cuda.is_available())
-        if opts.pytorch_attention:
-            args.use_pytorch_cross_attention = True
-        import comfy.model_management  # noqa: F401  (reads the flags above once)
-    import comfy_host  # noqa: F401  (finds the same ComfyUI; model_management is already set up)
-    return root
+    """ComfyUI as a library (``comfy_host``), with the launch flags this run asks for."""
+    import comfy_host
+    flags = {"use_pytorch_cross_attention": True} if opts.pytorch_attention else {}
+    try:
+        return comfy_host.import_comfy(cpu=True if opts.cpu else None, **flags)
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from None
 
 
 def comfy_version(root: str) -> str:

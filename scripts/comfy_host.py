@@ -14,8 +14,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from comfy_finder import find_comfyui  # noqa: E402
 
 
-def import_comfy(cpu: bool | None = None) -> str:
-    """Make ``import comfy`` work; returns the ComfyUI folder. Raises RuntimeError when none is found."""
+def import_comfy(cpu: bool | None = None, **cli_flags) -> str:
+    """Make ``import comfy`` work; returns the ComfyUI folder. Raises RuntimeError when none is found.
+
+    ``cpu`` (default: when CUDA is absent) and ``cli_flags`` (e.g. ``use_pytorch_cross_attention=True``)
+    are ComfyUI's launch flags, applied before ``comfy.model_management`` reads them on first import."""
     root = find_comfyui()
     if root is None:
         raise RuntimeError("ComfyUI not found: install this pack into ComfyUI/custom_nodes/ or set COMFYUI_PATH "
@@ -31,6 +34,8 @@ def import_comfy(cpu: bool | None = None) -> str:
             import torch
             cpu = not torch.cuda.is_available()
         args.cpu = bool(cpu)
+        for name, value in cli_flags.items():
+            setattr(args, name, value)
         import comfy.model_management  # noqa: F401
     return root
 

@@ -28,7 +28,6 @@ class KVBank:
     def __init__(self, storage_device: Optional[torch.device] = None):
         self.storage_device = storage_device
         self.entries: dict[tuple[int, LayerKey, int], tuple[torch.Tensor, torch.Tensor]] = {}
-        self.layers: set[LayerKey] = set()
 
     def _store(self, t: torch.Tensor) -> torch.Tensor:
         t = t.detach()
@@ -41,7 +40,6 @@ class KVBank:
 
     def put(self, level: int, layer: LayerKey, chunk: int, k: torch.Tensor, v: torch.Tensor) -> None:
         self.entries[(level, layer, chunk)] = (self._store(k), self._store(v))
-        self.layers.add(layer)
 
     def get(self, level: int, layer: LayerKey, chunk: int, device: torch.device):
         k, v = self.entries[(level, layer, chunk)]

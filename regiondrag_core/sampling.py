@@ -59,12 +59,22 @@ def _noise(seed: int, count: int, shape, like: torch.Tensor) -> torch.Tensor:
     return n.to(device=like.device, dtype=like.dtype)
 
 
-def _call(model, z, coef: StepCoefficients, s_in, extra_args):
-    """One model call at level s: returns (denoised x0, eps)."""
+def _call(model, z, coef: StepCoefficients, s_in, extra_args, swap: AttentionSwap, level: int):
+    """One model call on z_level (sigma_s), the attention patch told the level: returns (denoised x0, eps)."""
     x = z * coef.scale_in
-    denoised = model(x, coef.sigma_s * s_in, **extra_args)
+    swap.level = level
+    try:
+        denoised = model(x, coef.sigma_s * s_in, **extra_args)
+    finally:
+        swap.level = None
     eps = (x - denoised) / coef.sigma_s
     return denoised, eps
+
+
+def _report(callback, x, i: int, coef: StepCoefficients, denoised) -> None:
+    """k-diffusion callback: drives ComfyUI's progress bar, previews and the Stop button."""
+    if callback is not None:
+        callback({"x": x, "i": i, "sigma": coef.sigma_s, "sigma_hat": coef.sigma_s, "denoised": denoised})
 
 
 def _posterior_mean(denoised, eps, coef: StepCoefficients):
@@ -100,17 +110,11 @@ def sample_ddpm_invert(model, x, sigmas, extra_args=None, callback=None, disable
     for k in range(n):
         coef = coefs[k]  # links z_k (lower) and z_{k+1}
         z_up = z * coef.fwd_keep + draws[k] * coef.fwd_noise
-        recorder.swap.level = k + 1
-        try:
-            denoised, eps = _call(model, z_up, coef, s_in, extra_args)
-        finally:
-            recorder.swap.level = None
+        denoised, eps = _call(model, z_up, coef, s_in, extra_args, recorder.swap, k + 1)
         terms.append(z - _posterior_mean(denoised, eps, coef))
         latents.append(z_up)
         z = z_up
-        if callback is not None:
-            callback({"x": z * coef.scale_in, "i": k, "sigma": coef.sigma_s,
-                      "sigma_hat": coef.sigma_s, "denoised": denoised})
+        _report(callback, z * coef.scale_in, k, coef, denoised)
     recorder.result = Inversion(schedule=sched, latents=latents, noise_terms=terms,
                                 bank=recorder.swap.bank, seed=recorder.seed,
                                 latent_shape=tuple(recorder.latent_shape),
@@ -181,14 +185,8 @@ def sample_regiondrag(model, x, sigmas, extra_args=None, callback=None, disable=
             z = keep_outside(z, cached, plan.edit_mask)
         if plan.on_level is not None:
             plan.on_level(k, z)
-        plan.swap.level = k
-        try:
-            denoised, eps = _call(model, z, coef, s_in, extra_args)
-        finally:
-            plan.swap.level = None
+        denoised, eps = _call(model, z, coef, s_in, extra_args, plan.swap, k)
         z = _posterior_mean(denoised, eps, coef) + inv.noise_terms[k - 1].to(dev)
         z = keep_outside(z, inv.latents[k - 1].to(dev), plan.edit_mask)
-        if callback is not None:
-            callback({"x": z * coef.scale_out, "i": i, "sigma": coef.sigma_s,
-                      "sigma_hat": coef.sigma_s, "denoised": denoised})
+        _report(callback, z * coef.scale_out, i, coef, denoised)
     return z * coefs[0].scale_out

@@ -62,11 +62,13 @@ def _noise(seed: int, count: int, shape, like: torch.Tensor) -> torch.Tensor:
 def _call(model, z, coef: StepCoefficients, s_in, extra_args, swap: AttentionSwap, level: int):
     """One model call on z_level (sigma_s), the attention patch told the level: returns (denoised x0, eps)."""
     x = z * coef.scale_in
-    swap.level = level
+    swap.begin(level, x.device)
+    completed = False
     try:
         denoised = model(x, coef.sigma_s * s_in, **extra_args)
+        completed = True
     finally:
-        swap.level = None
+        swap.end(completed)
     eps = (x - denoised) / coef.sigma_s
     return denoised, eps
 

@@ -40,10 +40,14 @@ class ToyDenoiser(torch.nn.Module):
                                             for _ in range(3)])
         self.out = torch.nn.Parameter(torch.randn(dim, channels, generator=g) * 0.2)
         self.swap = swap
-        self.calls = 0
+        self.register_buffer("ncalls", torch.zeros((), dtype=torch.long))  # a tensor: no recompile per call
+
+    @property
+    def calls(self) -> int:
+        return int(self.ncalls)
 
     def forward(self, x, sigma, **extra):
-        self.calls += 1
+        self.ncalls += 1
         s = sigma.view(-1, 1, 1, 1)
         z = x / (1 + s ** 2).sqrt()
         b, c, h, w = z.shape
@@ -63,13 +67,15 @@ def rect(x0, y0, x1, y1, size=(64, 64)):
     return m
 
 
-def run(latent, pairs=(), alpha=1.0, end_t=0.2, edit_mask=None, enabled=True, steps=20, start_t=0.5):
+def run(latent, pairs=(), alpha=1.0, end_t=0.2, edit_mask=None, enabled=True, steps=20, start_t=0.5,
+        wrap=lambda m: m):
+    """Invert ``latent`` with a toy model, then drag; ``wrap`` may compile the model for either half."""
     sched = make_schedule(steps, start_t, sd_sigma)
     bank = KVBank()
     cap = AttentionSwap(bank, "capture", attention)
     rec = InversionRecorder(schedule=sched, seed=1, swap=cap, latent_shape=tuple(latent.shape))
     sigmas = torch.tensor(sched.sigmas)
-    sample_ddpm_invert(ToyDenoiser(cap), latent.clone(), sigmas, recorder=rec)
+    sample_ddpm_invert(wrap(ToyDenoiser(cap)), latent.clone(), sigmas, recorder=rec)
     inv = rec.result
     dm = build_drag_map([RegionPair(h, t) for h, t in pairs], (64, 64), (8, 8))
     rep = AttentionSwap(bank, "replace", attention, enabled=enabled)
@@ -79,7 +85,7 @@ def run(latent, pairs=(), alpha=1.0, end_t=0.2, edit_mask=None, enabled=True, st
                     handle_union=torch.from_numpy(dm.handle_union).float()[None, None] if pairs else None,
                     edit_mask=edit_mask, alpha=alpha, seed=2, paste=sched.paste_levels(end_t))
     model = ToyDenoiser(rep)
-    out = sample_regiondrag(model, torch.zeros_like(latent), sigmas.flip(0), plan=plan)
+    out = sample_regiondrag(wrap(model), torch.zeros_like(latent), sigmas.flip(0), plan=plan)
     return out, inv, rep, model
 
 
@@ -159,9 +165,44 @@ def test_blend_copy_paste_keep_outside_helpers():
     assert torch.equal(keep_outside(dst, z, m), z)
 
 
-def test_kv_bank_offload_to_cpu_and_dtype():
+def test_kv_bank_copies_and_stages_into_the_same_buffers():
     bank = KVBank(torch.device("cpu"))
-    k = torch.randn(1, 5, 8, dtype=torch.float16)
-    bank.put(1, ("input", 1, 0), 0, k, k * 2)
-    kk, vv = bank.get(1, ("input", 1, 0), 0, torch.device("cpu"))
-    assert torch.equal(kk, k) and vv.dtype == torch.float16 and bank.nbytes() == 2 * 5 * 8 * 2
+    layer = ("input", 1, 0)
+    k1, k2 = torch.randn(1, 5, 8, dtype=torch.float16), torch.randn(1, 5, 8, dtype=torch.float16)
+    bank.put(1, layer, 0, k1, k1 * 2)
+    bank.put(2, layer, 0, k2, k2 * 2)
+    expected = k1.clone()
+    k1.zero_()  # the model may reuse its output memory: the bank holds its own copy
+    new = []
+    staged = bank.stage(1, torch.device("cpu"), new.append)
+    kk, vv = staged[(layer, 0)]
+    assert torch.equal(kk, expected) and torch.equal(vv, expected * 2) and vv.dtype == torch.float16
+    assert len(new) == 2 and bank.nbytes() == 2 * 2 * 5 * 8 * 2
+    staged = bank.stage(2, torch.device("cpu"), new.append)
+    assert staged[(layer, 0)][0] is kk and torch.equal(kk, k2) and new[2] is new[0]  # same buffer, refilled
+
+
+class GraphCounter:
+    """A torch.compile backend that runs the traced graph as is and counts the graphs it was given."""
+
+    def __init__(self):
+        self.graphs = 0
+
+    def __call__(self, gm, example_inputs):
+        self.graphs += 1
+        return gm.forward
+
+
+def test_compiled_model_one_graph_for_every_denoising_level():
+    """The replace patch reads staging buffers, not the level: a compiled UNet is traced once for all
+    10 denoising levels (fullgraph: no graph breaks in the patch) and gives the eager result."""
+    pairs = [(rect(8, 8, 40, 40), rect(24, 16, 56, 48))]
+    eager, inv_e, rep_e, _ = run(LATENT, pairs)
+    torch._dynamo.reset()
+    counter = GraphCounter()
+    compiled, inv_c, rep_c, _ = run(LATENT, pairs, wrap=lambda m: torch.compile(m, backend=counter, fullgraph=True))
+    assert counter.graphs == 2  # one for the inversion's 10 capture calls, one for the 10 replace calls
+    assert (compiled - eager).abs().max().item() < 1e-5
+    assert set(rep_c.calls) == set(rep_e.calls) and len(inv_c.bank.entries) == len(inv_e.bank.entries) == 20
+    for key, (k, v) in inv_e.bank.entries.items():
+        assert torch.allclose(inv_c.bank.entries[key][0], k, atol=1e-6)

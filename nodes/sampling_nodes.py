@@ -85,6 +85,7 @@ def run_inversion(model, positive, latent, steps, start_t, seed, kv_cache="model
     host.run_sampler(host.patched_clone(model, swap), positive, samples, sigmas,
                      sample_ddpm_invert, {"recorder": recorder}, seed)
     inv = recorder.result
+    _check_patch_ran(swap, recorder.layers, range(1, inv.levels + 1), INVERT)
     host.log.info("RegionDrag inversion: %d steps to t=%d, K/V cache %.1f MB", inv.levels,
                   schedule.timesteps[-1], inv.cache_nbytes()["kv"] / 2**20)
     return inv
@@ -192,4 +193,24 @@ def run_drag(model, inversion, drag_map, positive, end_t, noise_weight, seed, ed
     zeros = torch.zeros(inversion.latent_shape, dtype=torch.float32)
     samples = host.run_sampler(host.patched_clone(model, swap), positive, zeros, sigmas,
                                sample_regiondrag, {"plan": plan}, seed)
+    if mutual_self_attention:
+        _check_patch_ran(swap, inversion.layers, range(1, inversion.levels + 1), DRAG)
     return samples, swap
+
+
+def _check_patch_ran(swap: AttentionSwap, layers, levels, node: str) -> None:
+    """Every self-attention layer must go through RegionDrag's patch at every inversion step (their
+    keys/values are needed later). While denoising, a node that skips some UNet calls (step caching)
+    only gets a warning; a UNet that never went through the patch is an error."""
+    missing = swap.levels_missing(set(layers), levels)
+    if missing and swap.mode == "replace" and len(missing) < len(levels):
+        host.log.warning("RegionDrag: the UNet skipped the shared keys/values at %d of %d steps "
+                         "(a step-caching node?)", len(missing), len(levels))
+    elif missing:
+        raise RegionDragInputError(
+            node, "model",
+            f"its UNet skipped RegionDrag's attention patch at {len(missing)} of {len(levels)} steps: something "
+            "upstream replaces or compiles the model's forward pass in a way that ignores ComfyUI's "
+            "attention patches, so the keys/values could not be "
+            + ("cached." if swap.mode == "capture" else "shared."),
+            "Connect the model before nodes that wrap or compile its UNet (TorchCompileModel is supported).")

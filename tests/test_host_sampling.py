@@ -116,6 +116,7 @@ def test_copy_paste_puts_handle_content_on_target(api, tiny):
     seen = {}
 
     def identity_denoiser(apply_model, args):  # D(x) = x: eps = 0, a prediction known in closed form
+        apply_model(args["input"], args["timestep"], **args["c"])  # the UNet still runs: K/V are cached
         return args["input"]
 
     m.set_model_unet_function_wrapper(identity_denoiser)
@@ -188,6 +189,81 @@ def test_plain_ksampler_unchanged_by_regiondrag_runs(api, tiny):
         sn.run_drag(stopper, inv, dm, positive, 0.2, 1.0, 3)
     assert torch.equal(_plain_ksampler(hc, model, positive), before)
     assert repr(model.model_options) == patches_before
+
+
+# ------------------------------------------------------------------ TorchCompileModel upstream
+
+def _torch_compiled(model, backend="eager"):
+    """ComfyUI's own TorchCompileModel node applied to ``model``. Backend "eager": dynamo traces, guards
+    and caches graphs exactly as with "inductor" (which is what decides which code runs), without
+    the minutes inductor spends generating kernels on this CPU."""
+    from comfy_extras.nodes_torch_compile import TorchCompileModel
+    out = TorchCompileModel.execute(model, backend)
+    return out.args[0] if hasattr(out, "args") else out[0]
+
+
+def test_torch_compile_model_upstream_edits_like_the_plain_model(api, tiny):
+    """ComfyUI 0.8's TorchCompileModel tells torch.compile to ignore transformer_options, so a graph
+    the user's own KSampler traced (no patch) would also run RegionDrag's calls, with no keys/values
+    captured or shared. RegionDrag gives its patched clone a compile of its own."""
+    import torch._dynamo
+    hc, sn, core = api
+    model, positive = tiny
+    torch._dynamo.reset()
+    lat = latent()
+    dm = drag_map(core, [(rect(128, 128, 8, 8, 40, 40), rect(128, 128, 72, 64, 104, 96))])
+    ref, _ = sn.run_drag(model, invert(sn, model, positive, lat, steps=10), dm, positive, 0.2, 1.0, 3)
+    plain = _plain_ksampler(hc, model, positive)
+
+    compiled = _torch_compiled(model)
+    assert torch.equal(_plain_ksampler(hc, compiled, positive), plain)  # traced first, without any patch
+    inv = invert(sn, compiled, positive, lat, steps=10)
+    out, swap = sn.run_drag(compiled, inv, dm, positive, 0.2, 1.0, 3)
+    assert (out - ref).abs().max().item() < 1e-4
+    assert len(swap.calls) == 7 * inv.levels
+    assert torch.equal(_plain_ksampler(hc, compiled, positive), plain)  # and the user's graphs are left alone
+    assert "patches_replace" not in compiled.model_options.get("transformer_options", {})
+
+
+def test_compiled_unet_is_traced_once_per_half_not_per_step(api, tiny, monkeypatch):
+    """Keys/values reach the patch through staging buffers, not through the step number: the compiled
+    UNet is one graph for all inversion steps and one for all denoising steps, re-used by later edits."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+    from comfy.ldm.modules import attention as comfy_attention
+    hc, sn, core = api
+    model, positive = tiny
+    # The attention --use-pytorch-cross-attention selects (the CUDA default). The CPU default asks
+    # psutil for free memory inside the UNet, which splits any compiled UNet into pieces.
+    monkeypatch.setattr(comfy_attention, "optimized_attention", comfy_attention.attention_pytorch)
+    torch._dynamo.reset()
+    compiled = _torch_compiled(model)
+    lat = latent()
+    dm = drag_map(core, [(rect(128, 128, 8, 8, 40, 40), rect(128, 128, 72, 64, 104, 96))])
+    start = counters["stats"]["unique_graphs"]
+    inv = invert(sn, compiled, positive, lat, steps=10)
+    sn.run_drag(compiled, inv, dm, positive, 0.2, 1.0, 3)
+    assert counters["stats"]["unique_graphs"] - start == 2
+    sn.run_drag(compiled, inv, dm, positive, 0.2, 0.5, 4)
+    sn.run_drag(compiled, invert(sn, compiled, positive, lat, steps=10, seed=8), dm, positive, 0.2, 1.0, 3)
+    assert counters["stats"]["unique_graphs"] - start == 2
+
+
+def test_a_unet_that_skips_attention_patches_is_refused(api, tiny):
+    """Whatever skips ComfyUI's attention patches (here a wrapper that drops them) gets a clear error,
+    not an edit made without the inversion's keys/values."""
+    import comfy.patcher_extension
+    hc, sn, core = api
+    model, positive = tiny
+    m = model.clone()
+
+    def drop_patches(executor, x, timesteps, context, y, control, transformer_options, **kw):
+        opts = {k: v for k, v in transformer_options.items() if k != "patches_replace"}
+        return executor(x, timesteps, context, y, control, opts, **kw)
+
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test", drop_patches)
+    msg = _err(invert, sn, m, positive, latent(), steps=4)
+    assert msg.startswith("DDPMInvertAndCache / model:") and "patch" in msg
 
 
 # ------------------------------------------------------------------ bad input: clear errors

@@ -60,8 +60,8 @@ class DDPMInvertAndCache(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
                              tooltip="Seed of the inversion noise."),
                 io.Combo.Input("kv_cache", options=["model device", "cpu"], default="model device", optional=True,
-                               tooltip="Where cached keys/values live. 'cpu' saves GPU memory (about 0.47 GB at "
-                                       "512x512 in fp16) for a copy per step."),
+                               tooltip="Where cached keys/values live. 'cpu' saves GPU memory (about 0.42 GB at "
+                                       "512x512 in fp16) for a 46 MB host-to-GPU copy per denoising step."),
             ],
             outputs=[io.Custom(InversionType).Output(display_name="INVERSION",
                                                      tooltip="Cached inversion for RegionDrag KSampler.")],

@@ -14,6 +14,11 @@ touches all of them alike and the ratios stay meaningful.
 * ComfyUI sampler ``KSampler`` node, ``--sampler-steps`` (20) steps, CFG 7.5, euler/normal
 * low-memory edit the full edit with ``kv_cache="cpu"`` (keys/values kept in host memory)
 
+``--compile BACKEND`` chains ComfyUI's TorchCompileModel node (backend ``inductor`` or ``cudagraphs``)
+onto the loaded model before anything runs, as a user would: the edit and the KSampler then run
+compiled UNets (the fast path), and the warm-up's first edit, timed on its own, includes compiling.
+The bare calls stay the uncompiled UNet: the floor of the plain stack.
+
 It prints each figure, the ratios, the K/V cache size (scaled to SD1.5 at 512x512, 10 steps, fp16)
 and the peak memory, and PASS/FAIL for the budgets that apply to the device. Everything runs under
 ``torch.inference_mode()``, as ComfyUI runs nodes; progress bars are off for every path.
@@ -23,6 +28,7 @@ Usage (the pack's folder as the working directory, or any)::
     COMFYUI_PATH=/path/to/ComfyUI /path/to/ComfyUI/venv/bin/python scripts/benchmark.py
         [--size 256] [--steps 20] [--start-t 0.5] [--repeats 3] [--ckpt PATH]
         [--dtype auto|fp16|bf16|fp32] [--json OUT.json] [--quick] [--pytorch-attention] [--cpu] [--check]
+        [--compile inductor|cudagraphs]
 
 Defaults: size 512 on CUDA, 256 on the CPU; ``--quick`` = 1 repeat at 128x128 (a smoke run);
 ``--ckpt`` defaults to the random-weight SD1.5 checkpoint in ``~/.cache/comfyui-regiondrag/``
@@ -93,6 +99,8 @@ def parse_args(argv=None):
                    help="as ComfyUI's --use-pytorch-cross-attention (faster on CPUs)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even where CUDA is present")
     p.add_argument("--check", action="store_true", help="exit with status 1 when a budget fails")
+    p.add_argument("--compile", metavar="BACKEND", default=None,
+                   help="chain ComfyUI's TorchCompileModel with this backend (inductor, cudagraphs): the fast path")
     a = p.parse_args(argv)
     if a.repeats is None:
         a.repeats = 1 if a.quick else 3
@@ -152,6 +160,13 @@ def load_pack():
     if not asyncio.run(nodes.load_custom_node(REPO)):
         raise SystemExit(f"ComfyUI failed to load the pack at {REPO} (see the log above)")
     return sys.modules[REPO.replace(".", "_x_")]
+
+
+def torch_compiled(model, backend: str):
+    """ComfyUI's own TorchCompileModel node applied to ``model``, as a user's graph would."""
+    from comfy_extras.nodes_torch_compile import TorchCompileModel
+    out = TorchCompileModel.execute(model, backend)
+    return out.args[0] if hasattr(out, "args") else out[0]
 
 
 def load_checkpoint(path: str):
@@ -346,17 +361,19 @@ def run(opts) -> dict:
         t0 = time.perf_counter()
         model, clip, vae = load_checkpoint(ckpt)
         load_s = time.perf_counter() - t0
+        if opts.compile:
+            model = torch_compiled(model, opts.compile)
         b = Bench(opts, pack, model, clip, vae, cuda)
         rss_after_load = Memory.peak_rss()
 
         log.info("warm-up (%s, %dx%d, ComfyUI %s)", dev, opts.size, opts.size, comfy_version(root))
-        b.full_edit()        # warms the re-edit's code too (mapping, denoising, VAE decode)
+        first_edit = b.full_edit()   # warms the re-edit's code too (mapping, denoising, VAE decode)
         b.bare_in = b.bare_inputs()
         n_calls = 2 * b.inv.levels   # CFG 1, batch 1: one UNet call per inversion and per denoising step
         if cuda:                      # cheap there; on the CPU the edit above warmed the same code
             b.full_edit("cpu")
         b.bare_calls(None if cuda else 1)
-        b.comfy_sampler(opts.sampler_steps if cuda else min(2, opts.sampler_steps))
+        first_sampler = b.comfy_sampler(opts.sampler_steps if cuda or opts.compile else min(2, opts.sampler_steps))
         kv = b.inv.cache_nbytes()
         kv_entry = next(iter(b.inv.bank.entries.values()))[0]
         kv_dtype, kv_elem = str(kv_entry.dtype).replace("torch.", ""), kv_entry.element_size()
@@ -408,7 +425,8 @@ def run(opts) -> dict:
         "unet_manual_cast": str(unet.manual_cast_dtype).replace("torch.", "") if unet.manual_cast_dtype else None,
         "dtype_option": dtype, "steps": opts.steps, "start_t": opts.start_t, "levels": levels,
         "model_calls": n_calls, "sampler_steps": opts.sampler_steps, "sampler_cfg": SAMPLER_CFG,
-        "repeats": opts.repeats,
+        "repeats": opts.repeats, "compile": opts.compile,
+        "warm_up_s": {"first_full_edit": first_edit["total"], "first_comfy_sampler": first_sampler},
         "median_s": med, "runs_s": runs, "full_edit_parts_median_s": mparts, "full_edit_parts_s": parts,
         "floor_s": floor, "ratios": ratios, "ratios_per_round_median": ratios_paired,
         "max_spread_between_rounds": spread,
@@ -451,6 +469,9 @@ def budgets(r: dict, cuda: bool) -> list[dict]:
             f"budget is for 512x512 fp16; this run: {r['size']}x{r['size']} {r['unet_dtype']}"
         add("GPU: full edit <= 1.0 x ComfyUI 20-step CFG 7.5 sampler", ra["full_edit_over_comfy_sampler"], 1.0, note)
         add("GPU: re-edit <= 0.6 x full edit", ra["re_edit_over_full_edit"], 0.6, note)
+        if r["compile"]:
+            add("GPU fast path: full edit <= 0.25 s (H100/H200)", r["median_s"]["full_edit"], 0.25,
+                note + ("; " if note else "") + f"card: {r['device_name']}")
     else:
         note = "" if r["size"] == 256 else f"budget is for 256x256; this run: {r['size']}x{r['size']}"
         add("CPU: full edit <= 1.10 x (bare calls + VAE encode + decode)", ra["full_edit_over_floor"], 1.10, note)
@@ -482,6 +503,11 @@ def report(r: dict, write=None) -> None:
           + f"; image {r['size']}x{r['size']} (latent {r['latent'][1]}x{r['latent'][0]}); "
           f"steps {r['steps']}, start_t {r['start_t']}: {r['levels']} inversion + {r['levels']} denoising calls; "
           f"median of {r['repeats']} after a warm-up")
+    if r["compile"]:
+        w = r["warm_up_s"]
+        write(f"compiled: ComfyUI TorchCompileModel, backend {r['compile']}; warm-up (compiling included): "
+              f"first full edit {w['first_full_edit']:.1f} s, first KSampler {w['first_comfy_sampler']:.1f} s; "
+              "the bare calls run the uncompiled UNet")
     write("")
     write(f"{'figure':<54}{'median s':>10}   min .. max")
     rows = [

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 import torch
 
@@ -75,8 +74,7 @@ def patched_clone(model, swap: AttentionSwap):
 
 # ------------------------------------------------------------------ torch.compile (TorchCompileModel)
 
-_backends: dict = {}
-_backends_lock = threading.Lock()
+_backends: dict = {}   # one backend object per configuration (ComfyUI runs one prompt at a time)
 
 
 def recompile_for_patches(m) -> bool:
@@ -117,30 +115,29 @@ def _own_backend(name, mode=None, options=None, dynamic=None):
     """
     options = {k: v for k, v in (options or {}).items() if k != "guard_filter_fn"}
     key = (str(name), mode, dynamic, repr(sorted(options.items())))
-    with _backends_lock:
-        if key in _backends:
-            return _backends[key]
-        if name == "inductor":
-            from torch._inductor import list_mode_options
-            from torch._inductor.compile_fx import compile_fx
-            config = dict(list_mode_options(mode, dynamic)) if mode and mode != "default" else {}
-            config.update(options)
+    if key in _backends:
+        return _backends[key]
+    if name == "inductor":
+        from torch._inductor import list_mode_options
+        from torch._inductor.compile_fx import compile_fx
+        config = dict(list_mode_options(mode, dynamic)) if mode and mode != "default" else {}
+        config.update(options)
 
-            def backend(gm, example_inputs):
-                return compile_fx(gm, example_inputs, config_patches=config)
-        else:
-            inner = torch._dynamo.lookup_backend(name) if isinstance(name, str) else name
+        def backend(gm, example_inputs):
+            return compile_fx(gm, example_inputs, config_patches=config)
+    else:
+        inner = torch._dynamo.lookup_backend(name) if isinstance(name, str) else name
 
-            def backend(gm, example_inputs):
-                return inner(gm, example_inputs)
-        backend.__name__ = f"regiondrag_{getattr(name, '__name__', name)}"
-        _backends[key] = backend
-        return backend
+        def backend(gm, example_inputs):
+            return inner(gm, example_inputs)
+    backend.__name__ = f"regiondrag_{getattr(name, '__name__', name)}"
+    _backends[key] = backend
+    return backend
 
 
 def _mark_static(t: torch.Tensor) -> None:
     """Staging buffers keep their address across steps: CUDA graphs need not copy them in."""
-    if t.is_cuda and hasattr(torch, "_dynamo"):
+    if t.is_cuda:
         torch._dynamo.mark_static_address(t, guard=False)
 
 

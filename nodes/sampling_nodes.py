@@ -202,7 +202,7 @@ def _check_patch_ran(swap: AttentionSwap, layers, levels, node: str) -> None:
     """Every self-attention layer must go through RegionDrag's patch at every inversion step (their
     keys/values are needed later). While denoising, a node that skips some UNet calls (step caching)
     only gets a warning; a UNet that never went through the patch is an error."""
-    missing = swap.levels_missing(set(layers), levels)
+    missing = swap.levels_missing(layers, levels)
     if missing and swap.mode == "replace" and len(missing) < len(levels):
         host.log.warning("RegionDrag: the UNet skipped the shared keys/values at %d of %d steps "
                          "(a step-caching node?)", len(missing), len(levels))

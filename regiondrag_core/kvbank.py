@@ -50,9 +50,6 @@ class KVBank:
     def put(self, level: int, layer: LayerKey, chunk: int, k: torch.Tensor, v: torch.Tensor) -> None:
         self.entries[(level, layer, chunk)] = (self._store(k), self._store(v))
 
-    def has(self, level: int, layer: LayerKey, chunk: int) -> bool:
-        return (level, layer, chunk) in self.entries
-
     def stage(self, level: int, device: torch.device,
               on_buffer: Optional[Callable[[torch.Tensor], None]] = None) -> dict:
         """Copy level ``level``'s keys/values into the staging buffers on ``device``; returns them.
@@ -101,7 +98,6 @@ class AttentionSwap:
         self.on_buffer = on_buffer
         self.active = False
         self.level: Optional[int] = None
-        self.staged: dict = {}
         self.captured: dict = {}   # (layer, chunk) -> (k, v) seen in the current call
         self.hit: dict = {}        # layer -> True for every layer that ran in the current call
         self.calls: Counter = Counter()
@@ -109,7 +105,7 @@ class AttentionSwap:
     def begin(self, level: int, device: torch.device) -> None:
         """Before the model call on z_level: stage that level's cached keys/values (replace mode)."""
         if self.enabled and self.mode == "replace":
-            self.staged = self.bank.stage(level, device, self.on_buffer)
+            self.bank.stage(level, device, self.on_buffer)
         self.captured.clear()
         self.hit.clear()
         self.level = level
@@ -127,12 +123,12 @@ class AttentionSwap:
         self.hit.clear()
         self.level = None
 
-    def levels_missing(self, layers: set, levels) -> list:
+    def levels_missing(self, layers: frozenset, levels) -> list:
         """Levels at which not every (block name, number) in ``layers`` ran through the patch."""
         seen: dict = {}
         for level, layer in self.calls:
             seen.setdefault(level, set()).add(tuple(layer[:2]))
-        return [level for level in levels if not set(layers) <= seen.get(level, set())]
+        return [level for level in levels if not layers <= seen.get(level, set())]
 
     @staticmethod
     def layer_key(extra_options: dict) -> LayerKey:
@@ -156,15 +152,16 @@ class AttentionSwap:
         return self.attention(q, k, v, heads, attn_precision=precision)
 
     def _staged_kv(self, layer, chunks, k, v):
+        staged = self.bank.staging
         ks, vs = [], []
         for c in chunks:
             key = (layer, int(c))
-            if key not in self.staged:
+            if key not in staged:
                 # The inversion ran the positive prompt only (chunk 0); reuse it for others.
                 key = (layer, 0)
-            if key not in self.staged:
+            if key not in staged:
                 raise KeyError(f"no cached keys/values for layer {layer} at level {self.level}")
-            kc, vc = self.staged[key]
+            kc, vc = staged[key]
             ks.append(kc)
             vs.append(vc)
         if len(ks) == 1:

@@ -79,6 +79,13 @@ def _report(callback, x, i: int, coef: StepCoefficients, denoised) -> None:
         callback({"x": x, "i": i, "sigma": coef.sigma_s, "sigma_hat": coef.sigma_s, "denoised": denoised})
 
 
+def _coefficients(schedule: DragSchedule, sigmas) -> list:
+    """The schedule's per-step coefficients; the host must pass exactly the schedule's sigmas."""
+    if len(sigmas) != schedule.levels + 1:
+        raise ValueError(f"expected {schedule.levels + 1} sigmas, got {len(sigmas)}")
+    return schedule_coefficients(schedule.sigmas)
+
+
 def _posterior_mean(denoised, eps, coef: StepCoefficients):
     """sqrt(abar_t) x0 + sqrt(1 - abar_t - c^2) eps: the DDPM posterior step without its noise."""
     return denoised * coef.coef_x0 + eps * coef.coef_eps
@@ -102,9 +109,7 @@ def sample_ddpm_invert(model, x, sigmas, extra_args=None, callback=None, disable
     extra_args = {} if extra_args is None else extra_args
     sched = recorder.schedule
     n = sched.levels
-    if len(sigmas) != n + 1:
-        raise ValueError(f"expected {n + 1} sigmas, got {len(sigmas)}")
-    coefs = schedule_coefficients(sched.sigmas)
+    coefs = _coefficients(sched, sigmas)
     s_in = x.new_ones([x.shape[0]])
     z = x  # sigma_0 = 0: x is the clean latent z_0
     draws = _noise(recorder.seed, n, x.shape, x)
@@ -169,9 +174,7 @@ def sample_regiondrag(model, x, sigmas, extra_args=None, callback=None, disable=
     extra_args = {} if extra_args is None else extra_args
     inv = plan.inversion
     n = inv.levels
-    if len(sigmas) != n + 1:
-        raise ValueError(f"expected {n + 1} sigmas, got {len(sigmas)}")
-    coefs = schedule_coefficients(inv.schedule.sigmas)
+    coefs = _coefficients(inv.schedule, sigmas)
     dev = x.device
     top = inv.latents[n].to(dev)
     z = top.clone()

@@ -77,6 +77,16 @@ function el(tag, props = {}, children = []) {
   return e;
 }
 
+/** Begin a path on `ctx` through `points` (image pixels), mapped to the canvas by `m.f`. */
+function tracePoints(ctx, points, m) {
+  ctx.beginPath();
+  points.forEach(([x, y], k) => {
+    const [u, v] = m.f(x, y);
+    if (k === 0) ctx.moveTo(u, v);
+    else ctx.lineTo(u, v);
+  });
+}
+
 /** `/view` URL of a LoadImage-style widget value ("sub/name.png", optionally "name.png [output]"). */
 function viewUrlForFileValue(value) {
   let name = String(value).trim();
@@ -761,12 +771,7 @@ class RegionEditor {
       lc.fill();
       if (st.points.length > 1) {
         lc.lineWidth = st.size * m.kx + grow;
-        lc.beginPath();
-        st.points.forEach(([x, y], k) => {
-          const [u, v] = m.f(x, y);
-          if (k === 0) lc.moveTo(u, v);
-          else lc.lineTo(u, v);
-        });
+        tracePoints(lc, st.points, m);
         lc.stroke();
       }
     }
@@ -775,12 +780,7 @@ class RegionEditor {
   drawShape(shape, color, m, dpr, layer, { outlineOnly = false, selected = false }) {
     const ctx = this.ctx;
     const path = (c) => {
-      c.beginPath();
-      shape.points.forEach(([x, y], k) => {
-        const [u, v] = m.f(x, y);
-        if (k === 0) c.moveTo(u, v);
-        else c.lineTo(u, v);
-      });
+      tracePoints(c, shape.points, m);
       c.closePath();
     };
     const lc = layer.getContext("2d");
@@ -884,12 +884,7 @@ class RegionEditor {
     if (!d.length) return;
     const ctx = this.ctx;
     const color = COLORS[this.currentSide().side].solid;
-    ctx.beginPath();
-    d.forEach(([x, y], k) => {
-      const [u, v] = m.f(x, y);
-      if (k === 0) ctx.moveTo(u, v);
-      else ctx.lineTo(u, v);
-    });
+    tracePoints(ctx, d, m);
     if (this.hover) ctx.lineTo(...m.f(...this.hover));
     ctx.lineWidth = 2 * dpr;
     ctx.strokeStyle = color;

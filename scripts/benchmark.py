@@ -162,13 +162,6 @@ def load_pack():
     return sys.modules[REPO.replace(".", "_x_")]
 
 
-def torch_compiled(model, backend: str):
-    """ComfyUI's own TorchCompileModel node applied to ``model``, as a user's graph would."""
-    from comfy_extras.nodes_torch_compile import TorchCompileModel
-    out = TorchCompileModel.execute(model, backend)
-    return out.args[0] if hasattr(out, "args") else out[0]
-
-
 def load_checkpoint(path: str):
     """(MODEL, CLIP, VAE) through CheckpointLoaderSimple, the file's folder registered first."""
     import folder_paths
@@ -362,7 +355,8 @@ def run(opts) -> dict:
         model, clip, vae = load_checkpoint(ckpt)
         load_s = time.perf_counter() - t0
         if opts.compile:
-            model = torch_compiled(model, opts.compile)
+            import comfy_host
+            model = comfy_host.torch_compiled(model, opts.compile)
         b = Bench(opts, pack, model, clip, vae, cuda)
         rss_after_load = Memory.peak_rss()
 

@@ -39,3 +39,10 @@ def import_comfy(cpu: bool | None = None, **cli_flags) -> str:
         import comfy.model_management  # noqa: F401
     return root
 
+
+
+def torch_compiled(model, backend: str):
+    """ComfyUI's own TorchCompileModel node applied to ``model`` (after :func:`import_comfy`)."""
+    from comfy_extras.nodes_torch_compile import TorchCompileModel
+    out = TorchCompileModel.execute(model, backend)
+    return out.args[0] if hasattr(out, "args") else out[0]  # V3 NodeOutput; a tuple on older hosts

@@ -193,13 +193,12 @@ def test_plain_ksampler_unchanged_by_regiondrag_runs(api, tiny):
 
 # ------------------------------------------------------------------ TorchCompileModel upstream
 
-def _torch_compiled(model, backend="eager"):
+def _torch_compiled(model):
     """ComfyUI's own TorchCompileModel node applied to ``model``. Backend "eager": dynamo traces, guards
     and caches graphs exactly as with "inductor" (which is what decides which code runs), without
     the minutes inductor spends generating kernels on this CPU."""
-    from comfy_extras.nodes_torch_compile import TorchCompileModel
-    out = TorchCompileModel.execute(model, backend)
-    return out.args[0] if hasattr(out, "args") else out[0]
+    import comfy_host
+    return comfy_host.torch_compiled(model, "eager")
 
 
 def test_torch_compile_model_upstream_edits_like_the_plain_model(api, tiny):

@@ -1,6 +1,10 @@
 """Test tiers: pure tests (no ComfyUI) and host tests (``@pytest.mark.host``) that run inside a real
 ComfyUI found as a user's install is: this pack inside ``ComfyUI/custom_nodes/``, or ``COMFYUI_PATH``.
-Host tests skip, with the reason printed, where no ComfyUI is found."""
+Host tests skip, with the reason printed, where no ComfyUI is found.
+
+``REGIONDRAG_REQUIRE_HOST=1`` (set by ``.ci/run`` inside each host) makes the run fail when no ComfyUI
+is found, when no host test ran, or when any test skipped for a reason that is not declared here
+(``DECLARED_SKIPS``: GPU-only tests on a CPU machine, soaks that are run by hand)."""
 from __future__ import annotations
 
 import os
@@ -17,19 +21,69 @@ from comfy_finder import find_comfyui  # noqa: E402
 COMFYUI = find_comfyui()
 NO_HOST_REASON = ("ComfyUI not found: install this pack into ComfyUI/custom_nodes/ or set COMFYUI_PATH "
                   "to a ComfyUI folder (with its requirements installed) to run the host tests")
+REQUIRE_HOST = os.environ.get("REGIONDRAG_REQUIRE_HOST", "") not in ("", "0")
+# Skip reasons that may appear in a strict (CI) run. Everything else is a defect of the run.
+NEEDS_CUDA = "needs CUDA"
+SOAK = "soak:"
+DECLARED_SKIPS = (NEEDS_CUDA, SOAK)
 
+_skips: list = []      # (nodeid, reason) of every skipped test
+_host_ran = [0]        # host tests whose body ran (passed or failed)
+
+
+def pytest_configure(config):
+    if REQUIRE_HOST and COMFYUI is None:
+        raise pytest.UsageError("REGIONDRAG_REQUIRE_HOST is set but " + NO_HOST_REASON)
 
 
 def pytest_collection_modifyitems(config, items):
-    if COMFYUI is None:
-        skip = pytest.mark.skip(reason=NO_HOST_REASON)
-        for item in items:
-            if "host" in item.keywords:
-                item.add_marker(skip)
+    for item in items:
+        if "gpu" in item.keywords:
+            import torch
+            if not torch.cuda.is_available():
+                item.add_marker(pytest.mark.skip(reason=f"{NEEDS_CUDA}: GPU-only test on a machine without CUDA"))
+        if "soak" in item.keywords and os.environ.get("REGIONDRAG_SOAK", "") in ("", "0"):
+            item.add_marker(pytest.mark.skip(reason=f"{SOAK} long-running, run by hand with REGIONDRAG_SOAK=1"))
+        if COMFYUI is None and "host" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=NO_HOST_REASON))
+
+
+def _skip_reason(rep) -> str:
+    lr = rep.longrepr
+    text = lr[2] if isinstance(lr, tuple) and len(lr) == 3 else str(lr)
+    return text[len("Skipped: "):] if text.startswith("Skipped: ") else text
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _skips.append((report.nodeid, _skip_reason(report)))
+    elif report.when == "call" and "host" in report.keywords:
+        _host_ran[0] += 1
+
+
+def _strict_problems() -> list:
+    problems = [f"skipped for an undeclared reason: {nodeid}: {reason}"
+                for nodeid, reason in _skips if not reason.startswith(DECLARED_SKIPS)]
+    if _host_ran[0] == 0:
+        problems.append(f"no host test ran inside ComfyUI at {COMFYUI}")
+    return problems
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if REQUIRE_HOST and exitstatus in (0, 5) and _strict_problems():
+        session.exitstatus = 1
 
 
 def pytest_report_header(config):
     return f"ComfyUI host: {COMFYUI or 'none (' + NO_HOST_REASON + ')'}"
+
+
+def _host_version() -> str:
+    try:
+        with open(os.path.join(COMFYUI, "comfyui_version.py")) as f:
+            return f.read().split('"')[1]
+    except (OSError, IndexError):
+        return "unknown"
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -39,17 +93,23 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             if "host" in getattr(rep, "keywords", {}) and rep.when in ("call", "setup"):
                 if outcome == "skipped" or rep.when == "call" or outcome in ("failed", "error"):
                     counts[outcome] = counts.get(outcome, 0) + 1
-    version = "none"
-    if COMFYUI:
-        try:
-            with open(os.path.join(COMFYUI, "comfyui_version.py")) as f:
-                version = f.read().split('"')[1]
-        except (OSError, IndexError):
-            version = "unknown"
-    terminalreporter.write_line(
-        "RegionDrag host tests: ran {} (passed {}, failed {}), skipped {} - ComfyUI {} at {}".format(
-            counts.get("passed", 0) + counts.get("failed", 0) + counts.get("error", 0), counts.get("passed", 0),
-            counts.get("failed", 0) + counts.get("error", 0), counts.get("skipped", 0), version, COMFYUI))
+    if COMFYUI is None:
+        terminalreporter.write_line(
+            f"RegionDrag host tests: none ran, {counts.get('skipped', 0)} skipped - no ComfyUI found "
+            "(install the pack into ComfyUI/custom_nodes/, set COMFYUI_PATH, or run .ci/run)")
+    else:
+        terminalreporter.write_line(
+            "RegionDrag host tests: ran {} (passed {}, failed {}), skipped {} - ComfyUI {} at {}".format(
+                counts.get("passed", 0) + counts.get("failed", 0) + counts.get("error", 0), counts.get("passed", 0),
+                counts.get("failed", 0) + counts.get("error", 0), counts.get("skipped", 0), _host_version(),
+                COMFYUI))
+    if REQUIRE_HOST:
+        problems = _strict_problems()
+        for p in problems:
+            terminalreporter.write_line(f"RegionDrag strict host run: FAIL: {p}")
+        if not problems:
+            declared = len(_skips)
+            terminalreporter.write_line(f"RegionDrag strict host run: OK ({declared} declared skips)")
 
 
 # --------------------------------------------------------------------------- host fixtures

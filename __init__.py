@@ -1,9 +1,16 @@
 """ComfyUI-RegionDrag: fast region-based drag editing (Lu, Li, Han, ECCV 2024) for ComfyUI."""
+import importlib.util
+
 from typing_extensions import override
 
 from comfy_api.latest import ComfyExtension, io
 
-from .nodes import NODES
+if importlib.util.find_spec("cv2") is None:
+    raise ImportError("ComfyUI-RegionDrag needs OpenCV (cv2), which is not installed in ComfyUI's Python. Run "
+                      "custom_nodes/ComfyUI-RegionDrag/install.py with that Python (it installs "
+                      "opencv-python-headless), then restart ComfyUI.")
+
+from .nodes import NODES  # noqa: E402
 
 WEB_DIRECTORY = "./web"
 

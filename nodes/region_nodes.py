@@ -7,7 +7,7 @@ from comfy_api.latest import io, ui
 
 from ..regiondrag_core.errors import RegionDragInputError
 from ..regiondrag_core.mapping import build_drag_map, preview_image
-from ..regiondrag_core.regions import pairs_from_masks, pairs_from_shapes, parse_shapes
+from ..regiondrag_core.regions import MAX_PAIRS, pairs_from_masks, pairs_from_shapes, parse_shapes
 from .socket_types import DragMapType, RegionPairs, RegionPairsType
 
 PAIR = "RegionMaskPair"
@@ -90,6 +90,9 @@ class RegionMaskPair(io.ComfyNode):
                 raise RegionDragInputError(PAIR, "image", "is needed to know the image size of the drawn shapes.",
                                            "Connect the image being edited.")
             pairs.extend(pairs_from_shapes(shapeset, size, node=PAIR, input_name="shapes"))
+        if len(pairs) > MAX_PAIRS:
+            raise RegionDragInputError(PAIR, "region_pairs", f"this chain holds {len(pairs)} pairs; the limit is "
+                                       f"{MAX_PAIRS}.", "Merge neighbouring regions, or run the edit in several passes.")
         if not pairs:
             raise RegionDragInputError(PAIR, "shapes", "no handle/target regions were given.",
                                        "Draw a handle (red) and a target (blue) region in the editor on this node, "

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .errors import RegionDragInputError
-from .regions import RegionPair, _dedupe_closed, polygon_problem, rasterize_polygon
+from .regions import MAX_POLYGON_VERTICES, MAX_SIDE, RegionPair, _dedupe_closed, polygon_problem, rasterize_polygon
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +260,9 @@ def _check_polygon(pts, node: str, input_name: str, side: str) -> np.ndarray:
     if arr is None or arr.ndim != 2 or arr.shape[1] != 2:
         raise RegionDragInputError(node, input_name, f"the {side} polygon must be a (K, 2) array of [x, y] vertices.",
                                    "Give at least 3 vertices.")
+    if len(arr) > MAX_POLYGON_VERTICES:
+        raise RegionDragInputError(node, input_name, f"the {side} polygon has {len(arr)} vertices; the limit is "
+                                   f"{MAX_POLYGON_VERTICES}.", "Simplify the polygon.")
     if not np.isfinite(arr).all():
         raise RegionDragInputError(node, input_name, f"the {side} polygon has a non-finite vertex.",
                                    "Use finite pixel coordinates.")
@@ -288,6 +291,9 @@ def map_polygon_pair(handle_pts, target_pts, size=None, *, node: str = _NODE,
       three vertices on a line, where the perspective map would fold or blow up): Algorithm 1
       (:func:`map_region_pair`) on the rasterised polygons.
 
+    At most ``MAX_POLYGON_VERTICES`` vertices per polygon; ``size`` at most ``MAX_SIDE`` a side
+    (without ``size``, vertices beyond that are clipped by the image).
+
     Degenerate polygons (non-finite, < 3 vertices, zero area, self-intersecting) or a polygon
     covering no pixel raise :class:`RegionDragInputError`.
     """
@@ -295,8 +301,15 @@ def map_polygon_pair(handle_pts, target_pts, size=None, *, node: str = _NODE,
     tp = _check_polygon(target_pts, node, input_name, "target")
     if size is None:
         both = np.concatenate([hp, tp])
-        size = (max(int(np.ceil(both[:, 1].max())) + 1, 1), max(int(np.ceil(both[:, 0].max())) + 1, 1))
-    size = (int(size[0]), int(size[1]))
+        size = (max(int(np.ceil(min(both[:, 1].max(), MAX_SIDE))) + 1, 1),
+                max(int(np.ceil(min(both[:, 0].max(), MAX_SIDE))) + 1, 1))
+    try:
+        size = (int(size[0]), int(size[1]))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        size = None
+    if size is None or not (0 < size[0] <= MAX_SIDE and 0 < size[1] <= MAX_SIDE):
+        raise RegionDragInputError(node, input_name, f"the image size must be (H, W) with 1..{MAX_SIDE} px "
+                                   "on each side.", "Pass the size of the image the polygons were drawn on.")
     res = _polygon_map(hp, tp, size)
     if res is None:
         raise RegionDragInputError(node, input_name,

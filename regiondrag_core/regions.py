@@ -33,6 +33,13 @@ The region editor (and anyone writing it by hand) stores the regions as one JSON
 * Other keys are ignored (the editor may keep colours or ids there).
 * An empty string or whitespace only means "no shapes".
 
+Limits (past them :func:`parse_shapes` raises :class:`RegionDragInputError`, so a graph fails at
+ComfyUI's validation, before anything runs): the text at most ``MAX_SHAPES_CHARS`` (4,000,000)
+characters and ``MAX_JSON_DEPTH`` (16) levels of nesting; at most ``MAX_PAIRS`` (64) pairs; a
+polygon at most ``MAX_POLYGON_VERTICES`` (4096) vertices; a brush shape at most
+``MAX_BRUSH_POINTS`` (16384) points over all its strokes; brush sizes at most ``MAX_BRUSH_SIZE``
+(16384) px; ``width``/``height`` at most ``MAX_SIDE`` (16384).
+
 Sizes are given as ``(H, W)`` throughout this module.
 """
 
@@ -41,6 +48,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +72,16 @@ __all__ = [
 
 SHAPES_VERSION = 1
 MAX_COORD = 1e6
+MAX_SHAPES_CHARS = 4_000_000    # the editor writes a few kB; ComfyUI keeps the text in every queued prompt
+MAX_JSON_DEPTH = 16             # the format itself nests 6 levels deep
+MAX_PAIRS = 64                  # per REGION_PAIRS value; every pair holds two full-size masks
+MAX_POLYGON_VERTICES = 4096     # the simplicity check is O(K^2): 4096 vertices take about 0.6 s
+MAX_BRUSH_POINTS = 16384        # all strokes of one brush shape together
+MAX_BRUSH_SIZE = 16384.0        # px, as written (shapes scaled to a larger image may grow past it)
+MAX_SIDE = 16384                # ComfyUI's own MAX_RESOLUTION
+_CV_MAX_HALF = 16383            # cv2 draws lines at most 32767 px thick
+_SAFE_COORD = float(1 << 20)    # beyond this, shapes are clipped before cv2 sees them
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _SHIFT = 4  # sub-pixel bits for cv2 drawing (1/16 px)
 _FIX_FORMAT = (
     'Expected {"version": 1, "width": W, "height": H, "pairs": [{"handle": SHAPE, "target": SHAPE}]} '
@@ -140,6 +158,24 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _finite_in(v: Any, high: float) -> bool:
+    """``v`` is a number with ``0 < v <= high`` (JSON integers of any length included)."""
+    if not _is_number(v):
+        return False
+    if isinstance(v, int):
+        return 0 < v <= high
+    return math.isfinite(v) and 0 < v <= high
+
+
+def _json_depth(text: str) -> int:
+    """Deepest nesting of ``[``/``{`` outside strings (unterminated strings count as text)."""
+    stripped = _JSON_STRING.sub('""', text)
+    b = np.frombuffer(stripped.encode("utf-8", "surrogatepass"), np.uint8)
+    step = (b == ord("[")).astype(np.int32) + (b == ord("{")) - (b == ord("]")) - (b == ord("}"))
+    return int(np.cumsum(step).max(initial=0))
+
+
+
 class _Ctx:
     """Carries node/input names and the JSON path for error messages."""
 
@@ -152,13 +188,20 @@ class _Ctx:
         return RegionDragInputError(self.node, self.input_name, prefix + problem, fix)
 
 
-def _parse_points(raw: Any, ctx: _Ctx, where: str) -> np.ndarray:
+def _parse_points(raw: Any, ctx: _Ctx, where: str, limit: int) -> np.ndarray:
     if not isinstance(raw, list):
         raise ctx.fail(where, f'"points" must be a list of [x, y] pairs, got {type(raw).__name__}.')
+    if len(raw) > limit:
+        raise ctx.fail(where, f"has {len(raw)} points; the limit is {limit}.",
+                       "Simplify the shape (fewer vertices or shorter strokes), or split it into several pairs.")
     for k, p in enumerate(raw):
         if not (isinstance(p, (list, tuple)) and len(p) == 2 and all(_is_number(v) for v in p)):
             raise ctx.fail(where, f"point {k} is {json.dumps(p)[:60]}, not a pair of numbers [x, y].")
-    pts = np.asarray(raw, dtype=np.float64).reshape(-1, 2)
+    try:
+        pts = np.asarray(raw, dtype=np.float64).reshape(-1, 2)
+    except OverflowError:  # a JSON integer too large for a float
+        raise ctx.fail(where, f"a coordinate exceeds {MAX_COORD:.0e} px.",
+                       "Use pixel coordinates of the image; redraw the region.") from None
     if not np.isfinite(pts).all():
         raise ctx.fail(where, "a point has a non-finite coordinate (NaN or Infinity).",
                        "Use finite pixel coordinates; redraw the region.")
@@ -258,7 +301,7 @@ def _parse_shape(raw: Any, ctx: _Ctx, where: str) -> dict:
     if kind == "polygon":
         if "points" not in raw:
             raise ctx.fail(where, 'polygon has no "points".')
-        pts = _dedupe_closed(_parse_points(raw["points"], ctx, where))
+        pts = _dedupe_closed(_parse_points(raw["points"], ctx, where, MAX_POLYGON_VERTICES))
         problem = polygon_problem(pts)
         if problem is not None:
             raise ctx.fail(where, problem + ".",
@@ -270,6 +313,7 @@ def _parse_shape(raw: Any, ctx: _Ctx, where: str) -> dict:
             raise ctx.fail(where, 'brush needs a non-empty "strokes" list.',
                            "Paint at least one stroke, or remove the pair.")
         out = []
+        budget = MAX_BRUSH_POINTS
         for k, st in enumerate(strokes):
             w = f"{where} stroke {k}"
             if not isinstance(st, dict):
@@ -277,12 +321,14 @@ def _parse_shape(raw: Any, ctx: _Ctx, where: str) -> dict:
             if "size" not in st or "points" not in st:
                 raise ctx.fail(w, 'a stroke needs "size" and "points".')
             size = st["size"]
-            if not _is_number(size) or not math.isfinite(size) or size <= 0:
-                raise ctx.fail(w, f"brush size must be a finite number > 0, got {json.dumps(size)}.",
+            if not _finite_in(size, MAX_BRUSH_SIZE):
+                raise ctx.fail(w, f"brush size must be a number in (0, {MAX_BRUSH_SIZE:.0f}], "
+                                  f"got {json.dumps(size)[:40]}.",
                                "Use a brush diameter in pixels such as 24.")
-            pts = _parse_points(st["points"], ctx, w)
+            pts = _parse_points(st["points"], ctx, w, budget)
             if len(pts) == 0:
                 raise ctx.fail(w, "the stroke has no points.", "Paint the stroke again, or remove it.")
+            budget -= len(pts)
             out.append({"size": float(size), "points": pts})
         return {"type": "brush", "strokes": out}
     if "type" not in raw:
@@ -301,29 +347,41 @@ def parse_shapes(text: str, node: str = "RegionMaskPair", input_name: str = "sha
         return ShapeSet()
     if not isinstance(text, str):
         raise ctx.fail("", f"expected JSON text, got {type(text).__name__}.")
+    if len(text) > MAX_SHAPES_CHARS:
+        raise ctx.fail("", f"the shapes text is {len(text):,} characters; the limit is {MAX_SHAPES_CHARS:,}.",
+                       "Use fewer or simpler shapes (or masks for large painted regions).")
+    depth = _json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise ctx.fail("", f"the JSON is nested {depth} levels deep; the limit is {MAX_JSON_DEPTH}.")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ctx.fail("", f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}).") from None
+    except (ValueError, RecursionError) as e:  # e.g. an integer of more than 4300 digits
+        raise ctx.fail("", f"not valid JSON ({str(e)[:80]}).") from None
     if not isinstance(data, dict):
         raise ctx.fail("", f"the top level must be a JSON object, got {type(data).__name__}.")
     version = data.get("version", SHAPES_VERSION)
     if version != SHAPES_VERSION or isinstance(version, bool):
-        raise ctx.fail("", f"unsupported shapes version {json.dumps(version)}; this pack reads version 1.",
+        raise ctx.fail("", f"unsupported shapes version {json.dumps(version)[:40]}; this pack reads version 1.",
                        "Update the node pack, or redraw the regions.")
     width, height = data.get("width"), data.get("height")
     if (width is None) != (height is None):
         raise ctx.fail("", 'give both "width" and "height", or neither.')
     if width is not None:
         for name, v in (("width", width), ("height", height)):
-            if not _is_number(v) or not math.isfinite(v) or v != int(v) or v <= 0:
-                raise ctx.fail("", f'"{name}" must be a positive integer, got {json.dumps(v)}.')
+            if not _finite_in(v, MAX_SIDE) or v != int(v):
+                raise ctx.fail("", f'"{name}" must be a positive integer up to {MAX_SIDE}, '
+                                   f"got {json.dumps(v)[:40]}.")
         width, height = int(width), int(height)
     if "pairs" not in data:
         raise ctx.fail("", 'missing "pairs" list.')
     raw_pairs = data["pairs"]
     if not isinstance(raw_pairs, list):
         raise ctx.fail("", f'"pairs" must be a list, got {type(raw_pairs).__name__}.')
+    if len(raw_pairs) > MAX_PAIRS:
+        raise ctx.fail("", f"{len(raw_pairs)} pairs; the limit is {MAX_PAIRS} per node chain.",
+                       "Merge neighbouring regions into larger ones, or run the edit in several passes.")
     pairs = []
     for i, rp in enumerate(raw_pairs):
         if not isinstance(rp, dict):
@@ -383,11 +441,53 @@ def _fixed(pts: np.ndarray) -> np.ndarray:
     return np.round(np.clip(pts, -lim, lim) * (1 << _SHIFT)).astype(np.int32)
 
 
+def _clip_polygon(pts: np.ndarray, box) -> np.ndarray:
+    """Sutherland-Hodgman: the part of polygon ``pts`` inside ``box = (x0, y0, x1, y1)``."""
+    for axis, bound, low in ((0, box[0], True), (0, box[2], False), (1, box[1], True), (1, box[3], False)):
+        if len(pts) == 0:
+            break
+        inside = pts[:, axis] >= bound if low else pts[:, axis] <= bound
+        out = []
+        for i in range(len(pts)):
+            a, b = pts[i - 1], pts[i]
+            if inside[i] != inside[i - 1]:
+                t = (bound - a[axis]) / (b[axis] - a[axis])
+                cut = a + t * (b - a)
+                cut[axis] = bound
+                out.append(cut)
+            if inside[i]:
+                out.append(b)
+        pts = np.asarray(out, np.float64).reshape(-1, 2)
+    return pts
+
+
+def _clip_segment(p: np.ndarray, q: np.ndarray, box):
+    """Liang-Barsky: the part of segment p-q inside ``box = (x0, y0, x1, y1)``, or ``None``."""
+    d = q - p
+    t0, t1 = 0.0, 1.0
+    for pk, qk in ((-d[0], p[0] - box[0]), (d[0], box[2] - p[0]), (-d[1], p[1] - box[1]), (d[1], box[3] - p[1])):
+        if pk == 0:
+            if qk < 0:
+                return None
+        elif pk < 0:
+            t0 = max(t0, qk / pk)
+        else:
+            t1 = min(t1, qk / pk)
+    if t0 > t1:
+        return None
+    return np.stack([p + t0 * d, p + t1 * d])
+
+
 def rasterize_polygon(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Fill a polygon (float (K, 2) pixel coords) at ``size = (H, W)``; sub-pixel accurate."""
+    """Fill a polygon (float (K, 2) pixel coords) at ``size = (H, W)``; sub-pixel accurate.
+
+    Vertices farther than 2**20 px out are first clipped (exactly) to a box 2 px around the image,
+    so cv2's fixed-point coordinates never overflow."""
     H, W = int(size[0]), int(size[1])
     img = np.zeros((H, W), np.uint8)
     pts = np.asarray(points, np.float64).reshape(-1, 2)
+    if len(pts) >= 3 and np.abs(pts).max() > _SAFE_COORD:
+        pts = _clip_polygon(pts, (-2.0, -2.0, W + 1.0, H + 1.0))
     if len(pts) >= 3:
         cv2.fillPoly(img, [_fixed(pts).reshape(-1, 1, 2)], 1, cv2.LINE_8, _SHIFT)
     return img.astype(bool)
@@ -408,18 +508,45 @@ def rasterize_shape(shape: dict, size: tuple[int, int]) -> np.ndarray:
     img = np.zeros((H, W), np.uint8)
     for st in shape["strokes"]:
         d = float(st["size"])
-        pts = _fixed(np.asarray(st["points"], np.float64).reshape(-1, 2))
         # cv2 fills |offset| <= R for an integer radius R and |offset| <= t/2 for an even line
         # thickness t, so R = floor(d/2), t = 2R paint the pixels within d/2 of the stroke: a
         # stroke of diameter d is 2*floor(d/2) + 1 px wide (odd d: exactly d).
         half = int(math.floor(d / 2 + 1e-9))
-        for p in pts:
-            cv2.circle(img, (int(p[0]), int(p[1])), half << _SHIFT, 1, -1, cv2.LINE_8, _SHIFT)
-        if len(pts) > 1:
-            thick = max(1, 2 * half)
-            for p, q in zip(pts[:-1], pts[1:]):
-                cv2.line(img, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), 1, thick, cv2.LINE_8, _SHIFT)
+        raw = np.asarray(st["points"], np.float64).reshape(-1, 2)
+        if half > _CV_MAX_HALF:
+            corners = np.array([[0, 0], [W - 1, 0], [0, H - 1], [W - 1, H - 1]], np.float64)
+            reach = np.sqrt(((raw[:, None, :] - corners[None]) ** 2).sum(-1)).max(axis=1).min()
+            if half >= reach:  # one dot of the stroke already covers the whole image
+                img[:] = 1
+                continue
+            raise RegionDragInputError(
+                "RegionMaskPair", "shapes",
+                f"a brush stroke {d:.0f} px wide at the {W}x{H} image size is wider than the "
+                f"{2 * _CV_MAX_HALF + 1} px this pack paints.",
+                "Use a smaller brush, or give the shapes' width/height of the image they were drawn on.")
+        for line in _stroke_polylines(raw, half, H, W):
+            pts = _fixed(line)
+            for p in pts:
+                cv2.circle(img, (int(p[0]), int(p[1])), half << _SHIFT, 1, -1, cv2.LINE_8, _SHIFT)
+            if len(pts) > 1:
+                thick = max(1, 2 * half)
+                for p, q in zip(pts[:-1], pts[1:]):
+                    cv2.line(img, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), 1, thick, cv2.LINE_8, _SHIFT)
     return img.astype(bool)
+
+
+def _stroke_polylines(pts: np.ndarray, half: int, H: int, W: int) -> list[np.ndarray]:
+    """The stroke as polylines safe for cv2: itself, or, with points farther than 2**20 px out,
+    its segments clipped to the box ``half + 2`` px around the image (nothing outside that box
+    is within ``half`` of a pixel, so the painted pixels are the same)."""
+    if len(pts) == 0 or np.abs(pts).max() <= _SAFE_COORD:
+        return [pts]
+    box = (-half - 2.0, -half - 2.0, W + half + 1.0, H + half + 1.0)
+    if len(pts) == 1:
+        p = pts[0]
+        inside = box[0] <= p[0] <= box[2] and box[1] <= p[1] <= box[3]
+        return [pts] if inside else []
+    return [seg for seg in (_clip_segment(p, q, box) for p, q in zip(pts[:-1], pts[1:])) if seg is not None]
 
 
 def _shape_bbox(shape: dict) -> tuple[float, float, float, float]:
@@ -449,9 +576,12 @@ def pairs_from_shapes(shapeset: ShapeSet, size: tuple[int, int], node: str = "Re
     for i, (hs, ts) in enumerate(ss.pairs):
         masks = []
         for side, shape in (("handle", hs), ("target", ts)):
-            m = rasterize_shape(shape, (H, W))
+            where = f"pair {i + 1} {side} (pairs[{i}].{side})"
+            try:
+                m = rasterize_shape(shape, (H, W))
+            except RegionDragInputError as e:
+                raise RegionDragInputError(node, input_name, f"{where}: {e.problem}", e.fix) from None
             if not m.any():
-                where = f"pair {i + 1} {side} (pairs[{i}].{side})"
                 x0, y0, x1, y1 = _shape_bbox(shape)
                 if x1 < 0 or y1 < 0 or x0 > W - 1 or y0 > H - 1:
                     raise RegionDragInputError(
@@ -501,11 +631,21 @@ def pairs_from_masks(handle_mask: Any, target_mask: Any, node: str = "RegionMask
     """Region pairs from two ComfyUI MASKs (float 0..1, threshold 0.5: ``>= 0.5`` is inside).
 
     Batch item *i* of the handle mask pairs with item *i* of the target mask. Sizes and batch
-    counts must match; every item must be non-empty.
+    counts must match (at most ``MAX_PAIRS`` items); every item must be non-empty and every value
+    finite.
     """
     h = _mask_to_numpy(handle_mask, node, handle_input)
     t = _mask_to_numpy(target_mask, node, target_input)
     both = f"{handle_input}/{target_input}"
+    for name, arr in ((handle_input, h), (target_input, t)):
+        if not np.isfinite(arr).all():
+            raise RegionDragInputError(
+                node, name, "holds NaN or infinite values; a MASK holds numbers from 0 to 1.",
+                "Check the node that makes the mask (e.g. a division by zero), or paint it in the mask editor.")
+    if h.shape[0] > MAX_PAIRS:
+        raise RegionDragInputError(
+            node, both, f"{handle_input} is a batch of {h.shape[0]} masks; the limit is {MAX_PAIRS} pairs.",
+            "Merge regions into fewer masks, or run the edit in several passes.")
     if h.shape[1:] != t.shape[1:]:
         raise RegionDragInputError(
             node, both, f"{handle_input} is {_wxh(h.shape[1:])} but {target_input} is {_wxh(t.shape[1:])}.",
@@ -516,8 +656,8 @@ def pairs_from_masks(handle_mask: Any, target_mask: Any, node: str = "RegionMask
             "Give one target mask per handle mask (batch item i of each forms pair i).")
     out = []
     for i in range(h.shape[0]):
-        hm = np.nan_to_num(h[i]) >= 0.5
-        tm = np.nan_to_num(t[i]) >= 0.5
+        hm = h[i] >= 0.5
+        tm = t[i] >= 0.5
         for name, m in ((handle_input, hm), (target_input, tm)):
             if not m.any():
                 item = f" (batch item {i + 1})" if h.shape[0] > 1 else ""

@@ -267,3 +267,50 @@ def test_region_pair_validate():
         RegionPair(m, np.zeros((8, 8), bool)).validate("N", "in", index=2)
     with pytest.raises(RegionDragInputError, match="8x8 but target region is 9x8"):
         RegionPair(m, np.ones((8, 9), bool)).validate("N", "in")
+
+
+# ------------------------------------------------------------ inputs the property tests found
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("[" * 5000 + "]" * 5000, "nested 5000 levels"),                       # was RecursionError
+    ('{"pairs": [{"handle": {"type": "polygon", "points": [[1' + "0" * 400 + ", 0], [1, 1], [0, 1]]}}]}",
+     "exceeds"),                                                            # was OverflowError
+    ('{"width": 1' + "0" * 40 + ', "height": 5, "pairs": []}', "up to 16384"),  # was a 1e40-px raster later
+    (doc((TRI, {"type": "brush", "strokes": [{"size": 1e300, "points": [[1, 1]]}]})), "brush size"),  # cv2 error
+])
+def test_inputs_that_used_to_raise_other_errors(text, fragment):
+    with pytest.raises(RegionDragInputError, match=fragment):
+        parse_shapes(text)
+
+
+def test_huge_brush_after_scaling_covers_image_or_is_refused():
+    # drawn with a 16000 px brush on a 100 px wide canvas, rasterised at 200 px: 32000 px wide
+    ss = parse_shapes(json.dumps({"width": 100, "height": 100, "pairs": [
+        {"handle": {"type": "brush", "strokes": [{"size": 16000, "points": [[50, 50], [60, 50]]}]}, "target": TRI}]}))
+    pair = pairs_from_shapes(ss, (200, 200))[0]
+    assert pair.handle.all()
+    far = {"type": "brush", "strokes": [{"size": 40000.0, "points": np.array([[1e5, 10.0]])}]}
+    with pytest.raises(RegionDragInputError, match="wider than"):
+        rasterize_shape(far, (64, 64))
+
+
+def test_far_away_vertices_are_clipped_not_distorted():
+    # a half-plane x <= 20 drawn with vertices 1e9 px away, as after scaling a tiny drawing up
+    half = {"type": "polygon", "points": np.array([[20.0, -1e9], [20.0, 1e9], [-1e9, 1e9], [-1e9, -1e9]])}
+    m = rasterize_shape(half, (32, 48))
+    assert m[:, :21].all() and not m[:, 21:].any()
+    stroke = {"type": "brush", "strokes": [{"size": 5, "points": np.array([[-1e9, 10.0], [1e9, 10.0]])}]}
+    m = rasterize_shape(stroke, (32, 48))
+    assert m[8:13].all() and not m[:8].any() and not m[13:].any()
+
+
+def test_nan_in_mask_is_an_input_error():
+    m = np.ones((1, 8, 8), np.float32)
+    bad = m.copy()
+    bad[0, 3, 3] = np.nan
+    with pytest.raises(RegionDragInputError, match="NaN"):
+        pairs_from_masks(bad, m)
+    bad[0, 3, 3] = np.inf
+    with pytest.raises(RegionDragInputError, match="target_mask: holds NaN or infinite"):
+        pairs_from_masks(m, bad)

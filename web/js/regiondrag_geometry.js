@@ -412,26 +412,34 @@ function mapPair(pair, hm, tm, W, H, emit) {
 }
 
 /**
- * The pixel copy-paste preview (as Region-to-Point Mapping's preview output): for each complete
- * pair in order, the target pixels take the handle pixels of the original image.
- * `image`: an image/canvas of size W x H; shapes in pixels of that size. Returns a canvas.
+ * Target -> handle pixel map of one complete pair at W x H, as regiondrag_core.mapping.map_pair
+ * at factor 1: {target, handle} Int32Arrays of flat indices y * W + x, one entry per target pixel.
  */
-export function copyPastePreview(image, W, H, pairs) {
-  const c = document.createElement("canvas");
-  c.width = W;
-  c.height = H;
-  const ctx = c.getContext("2d", { willReadFrequently: true });
-  ctx.drawImage(image, 0, 0, W, H);
-  const src = ctx.getImageData(0, 0, W, H);
-  const out = new ImageData(new Uint8ClampedArray(src.data), W, H);
+export function mapPairPoints(pair, W, H) {
+  const hm = rasterizeShape(pair.handle, W, H);
+  const tm = rasterizeShape(pair.target, W, H);
+  const t = [], h = [];
+  mapPair(pair, hm, tm, W, H, (ti, hi) => {
+    t.push(ti);
+    h.push(hi);
+  });
+  return { target: Int32Array.from(t), handle: Int32Array.from(h) };
+}
+
+/**
+ * The pixel copy-paste preview (as Region-to-Point Mapping's preview output) on RGBA pixels
+ * `src` (W x H): for each complete pair in order, the target pixels take the handle pixels of the
+ * original image. Returns new pixels.
+ */
+export function previewPixels(src, W, H, pairs) {
+  const out = new Uint8ClampedArray(src);
   for (const pair of pairs) {
     if (!pair.handle || !pair.target) continue;
     const hm = rasterizeShape(pair.handle, W, H);
     const tm = rasterizeShape(pair.target, W, H);
     mapPair(pair, hm, tm, W, H, (t, h) => {
-      for (let k = 0; k < 4; k++) out.data[4 * t + k] = src.data[4 * h + k];
+      for (let k = 0; k < 4; k++) out[4 * t + k] = src[4 * h + k];
     });
   }
-  ctx.putImageData(out, 0, 0);
-  return c;
+  return out;
 }

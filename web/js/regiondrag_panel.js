@@ -1,0 +1,320 @@
+// RegionDrag region editor: the editor's element (toolbar, canvas, status line) and its glue:
+// the shapes model, the view and the input handling. It knows ComfyUI only through `host`
+// (regiondrag_editor.js), so it runs on any page.
+import { ShapesModel } from "./regiondrag_model.js";
+import { RegionView } from "./regiondrag_view.js";
+import { EditorInput } from "./regiondrag_input.js";
+
+export const DEFAULT_BRUSH = 24;
+
+function el(tag, props = {}, children = []) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === "dataset") Object.assign(e.dataset, v);
+    else if (k in e) e[k] = v;
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c);
+  return e;
+}
+
+/**
+ * `host`: {writeText(text), shapesLinked(), forwardPointer(e, phase), forwardWheel(e), brushSize,
+ * setBrushSize(d)}.
+ */
+export class RegionEditor {
+  constructor(host) {
+    this.host = host;
+    this.model = new ShapesModel();
+    this.tool = "polygon";
+    this.brushSize = Number(host.brushSize) || DEFAULT_BRUSH;
+    this.notice = null; // one-off warning in the status line
+    this.lastText = undefined; // the widget text the model was last read from / written to
+    this.bg = null;
+    this.bgUrl = null;
+    this.bgError = null;
+    this.destroyed = false;
+    this.buildDom();
+    this.view = new RegionView(this.canvas, this.model);
+    this.input = new EditorInput(this);
+    this.model.subscribe((kind) => this.onModelChange(kind));
+    this.resizeObserver = new ResizeObserver(() => this.layout());
+    this.resizeObserver.observe(this.stage);
+  }
+
+  buildDom() {
+    const b = (label, title, data) => el("button", { type: "button", textContent: label, title, dataset: data });
+    this.toolButtons = {
+      polygon: b("Polygon", "Click corners; click the first corner, double-click or press Enter to close", { tool: "polygon" }),
+      brush: b("Brush", "Paint a region; press Enter or Done to finish it", { tool: "brush" }),
+      select: b("Select", "Drag a region to move it, drag a corner to reshape it", { tool: "select" }),
+    };
+    this.sizeInput = el("input", { type: "range", min: "1", max: "256", step: "1", value: String(this.brushSize),
+      title: "Brush diameter in image pixels" });
+    this.sizeLabel = el("span", { textContent: String(this.brushSize) });
+    this.actionButtons = {
+      done: b("Done", "Finish the brush region being painted (Enter)", { action: "done" }),
+      undo: b("Undo", "Undo the last change", { action: "undo" }),
+      delete: b("Delete", "Delete the selected pair (Delete key)", { action: "delete" }),
+      clear: b("Clear", "Remove all regions", { action: "clear" }),
+      preview: b("Preview", "Show the pixel copy-paste preview of the edit", { action: "preview" }),
+      json: b("JSON", "Show or hide the shapes JSON text", { action: "json" }),
+    };
+    const sep = () => el("span", { className: "rd-sep" });
+    const a = this.actionButtons;
+    this.toolbar = el("div", { className: "rd-toolbar" }, [
+      ...Object.values(this.toolButtons),
+      el("label", { className: "rd-size" }, ["Size", this.sizeInput, this.sizeLabel]),
+      a.done, sep(), a.undo, a.delete, a.clear, sep(), a.preview, a.json,
+    ]);
+    this.canvas = el("canvas", { className: "rd-canvas" });
+    this.overlay = el("div", { className: "rd-overlay", hidden: true });
+    this.stage = el("div", { className: "rd-stage" }, [this.canvas, this.overlay]);
+    this.status = el("div", { className: "rd-status" });
+    // The shapes JSON, editable (the node's own text widget stays hidden in every renderer).
+    this.jsonArea = el("textarea", { className: "rd-json", hidden: true, spellcheck: false,
+      title: "The shapes JSON (what the node reads). Edit it by hand, or draw." });
+    this.root = el("div", { className: "regiondrag-editor", tabIndex: 0 },
+      [this.toolbar, this.jsonArea, this.stage, this.status]);
+    this.jsonArea.addEventListener("input", () => {
+      const text = this.jsonArea.value;
+      this.host.writeText(text);
+      this.loadText(text);
+    });
+
+    this.toolbar.addEventListener("click", (e) => {
+      const btn = e.target.closest("button");
+      if (!btn || btn.disabled) return;
+      if (btn.dataset.tool) this.setTool(btn.dataset.tool);
+      else this.action(btn.dataset.action);
+    });
+    this.sizeInput.addEventListener("input", () => {
+      this.brushSize = Number(this.sizeInput.value) || DEFAULT_BRUSH;
+      this.host.setBrushSize(this.brushSize);
+      this.sizeLabel.textContent = String(this.brushSize);
+      this.render();
+    });
+  }
+
+  setBrushSize(d) {
+    this.brushSize = Number(d) || this.brushSize;
+    this.sizeInput.value = String(this.brushSize);
+    this.sizeLabel.textContent = String(this.brushSize);
+  }
+
+  destroy() {
+    this.resizeObserver?.disconnect();
+    this.destroyed = true;
+    this.view.destroyed = true;
+  }
+
+  // ------------------------------------------------------------------ text <-> model
+
+  /** Read the widget's text (load, configure, hand edits); a text seen before is skipped. */
+  loadText(text, force = false) {
+    text = text ?? "";
+    if (!force && text === this.lastText) return;
+    this.lastText = text;
+    if (!this.jsonArea.hidden && document.activeElement !== this.jsonArea) this.jsonArea.value = text;
+    this.input.stroke = null;
+    this.input.dragging = false;
+    this.view.previewCache = null;
+    this.model.load(text, this.bg ? [this.bg.naturalWidth, this.bg.naturalHeight] : null);
+  }
+
+  onModelChange(kind) {
+    if (kind === "shapes") {
+      const text = this.model.toText();
+      this.lastText = text;
+      if (!this.jsonArea.hidden) this.jsonArea.value = text;
+      this.view.previewCache = null;
+      this.host.writeText(text);
+    }
+    if (kind === "load" || kind === "shapes") this.layout();
+    if (kind === "edit") this.render();
+    else this.changed();
+  }
+
+  // ------------------------------------------------------------------------- image
+
+  /** Show the image at `url` as the background; its size becomes the coordinate space. */
+  setBackground(url) {
+    if (url === this.bgUrl && (this.bg || !this.bgError)) return;
+    this.bgUrl = url;
+    const img = new Image();
+    img.onload = () => {
+      if (this.bgUrl !== url || this.destroyed) return;
+      this.bg = img;
+      this.view.bg = img;
+      this.bgError = null;
+      this.view.previewCache = null;
+      this.model.setImageSize(img.naturalWidth, img.naturalHeight);
+      this.canvas.dataset.imageWidth = String(img.naturalWidth);
+      this.canvas.dataset.imageHeight = String(img.naturalHeight);
+      this.canvas.dataset.background = "loaded";
+      this.canvas.dataset.src = url;
+      this.layout();
+      this.changed();
+    };
+    img.onerror = () => {
+      if (this.bgUrl !== url || this.destroyed) return;
+      this.bg = null;
+      this.view.bg = null;
+      this.bgError = "The connected image could not be loaded; run the graph once to show it here.";
+      this.canvas.dataset.background = "error";
+      this.changed();
+    };
+    img.src = url;
+  }
+
+  // ------------------------------------------------------------------------- actions
+
+  setTool(tool) {
+    if (this.tool === tool) return;
+    this.finishOpen();
+    this.tool = tool;
+    if (tool !== "select") this.model.selected = null;
+    this.changed();
+  }
+
+  finishOpen() {
+    const problem = this.model.finishOpen();
+    if (problem) this.setNotice(`This region ${problem}: add or remove corners (Backspace) or press Esc to start over.`);
+  }
+
+  action(name) {
+    const m = this.model;
+    switch (name) {
+      case "done":
+        this.finishOpen();
+        break;
+      case "undo":
+        m.undo();
+        break;
+      case "delete":
+        m.deleteSelected();
+        break;
+      case "clear":
+        m.clear(this.bg ? [this.bg.naturalWidth, this.bg.naturalHeight] : null);
+        break;
+      case "preview":
+        this.view.showPreview = !this.view.showPreview;
+        break;
+      case "json":
+        this.jsonArea.hidden = !this.jsonArea.hidden;
+        this.jsonArea.value = this.lastText ?? "";
+        this.layout();
+        break;
+    }
+    this.changed();
+  }
+
+  setNotice(text) {
+    if (this.notice === text) return;
+    this.notice = text;
+    this.changed();
+  }
+
+  // ------------------------------------------------------------------------ drawing
+
+  layout() {
+    this.view.layout(this.stage.clientWidth, this.stage.clientHeight);
+    this.render();
+  }
+
+  render() {
+    this.view.render(() => ({
+      tool: this.tool,
+      brushSize: this.brushSize,
+      hover: this.input.hover,
+      stroke: this.input.stroke,
+      dragging: this.input.dragging,
+      textKey: this.lastText,
+    }));
+  }
+
+  /** Controls, overlay and status from the state, then a redraw. */
+  changed() {
+    this.updateControls();
+    this.render();
+  }
+
+  updateControls() {
+    const m = this.model;
+    const drawable = m.canDraw();
+    for (const [tool, btn] of Object.entries(this.toolButtons)) {
+      btn.setAttribute("aria-pressed", String(this.tool === tool));
+      btn.disabled = !drawable;
+    }
+    const a = this.actionButtons;
+    a.done.disabled = !(m.openBrush || m.draft.length >= 3);
+    a.undo.disabled = !m.canUndo();
+    a.delete.disabled = !m.selected;
+    a.clear.disabled = !(m.pairs.length || m.draft.length || m.error);
+    a.preview.disabled = !this.bg || !!m.error;
+    a.preview.setAttribute("aria-pressed", String(this.view.showPreview && !a.preview.disabled));
+    a.json.setAttribute("aria-pressed", String(!this.jsonArea.hidden));
+    this.sizeInput.disabled = !drawable;
+    const maxSize = String(Math.max(64, Math.round(Math.max(m.W || 0, m.H || 0) / 4)));
+    if (this.sizeInput.max !== maxSize) {
+      this.sizeInput.max = maxSize;
+      this.sizeInput.value = String(this.brushSize);
+    }
+    this.canvas.style.cursor = this.tool === "select" ? "default" : this.tool === "brush" ? "none" : "crosshair";
+
+    // overlay: what is wrong, or which clicks to make when nothing is drawn
+    let overlay = null, isError = false;
+    if (m.error) {
+      overlay = `The shapes JSON can't be read: ${m.error}\nFix it in the JSON text (JSON button), or press Clear to start over.`;
+      isError = true;
+    } else if (!m.W) {
+      overlay = this.bgError ||
+        "Connect the image being edited (e.g. Load Image) to this node's image input, or run the graph once; then draw the regions here.";
+    } else if (this.bgError && !this.bg) {
+      overlay = this.bgError;
+    } else if (!m.pairs.length && !m.draft.length && !this.input.stroke) {
+      overlay = this.tool === "brush"
+        ? "Paint the handle region (red): what to move. Press Enter or Done.\nThen paint the target region (blue): where it goes."
+        : "Click the corners of the handle region (red): what to move.\nClick the first corner, double-click or press Enter to close it.\nThen draw the target region (blue): where it goes.";
+    }
+    this.overlay.hidden = !overlay;
+    this.overlay.textContent = overlay || "";
+    this.overlay.classList.toggle("rd-error", isError);
+    this.root.dataset.state = m.error ? "error" : m.W ? "ready" : "no-image";
+    this.root.dataset.pairs = String(m.completeCount());
+
+    this.status.textContent = this.statusText();
+    this.status.classList.toggle("rd-warn", !!(this.notice || m.error || this.bgError));
+  }
+
+  statusText() {
+    const m = this.model;
+    if (this.notice) return this.notice;
+    if (this.host.shapesLinked()) return "The shapes input is connected: the node uses that text, not what is drawn here.";
+    if (m.error) return "RegionMaskPair / shapes: the JSON is not readable, the run will stop with this error.";
+    if (!m.W) return "No image yet.";
+    const summary = `${m.completeCount()} pair(s) ready.`;
+    if (this.tool === "select") {
+      return m.selected
+        ? `Pair ${m.selected.pair + 1} ${m.selected.side} selected: drag to move, drag a corner to reshape, Delete removes the pair.`
+        : `Click a region to select it. ${summary}`;
+    }
+    const cur = m.currentSide();
+    const name = cur.side === "handle" ? "handle (red, what moves)" : "target (blue, where it goes)";
+    if (m.openBrush) {
+      const side = m.openBrush === "handle" ? "handle (red)" : "target (blue)";
+      return `Painting pair ${m.pairs.length} ${side}: add strokes, then press Enter or Done.`;
+    }
+    if (m.draft.length) {
+      return `Pair ${cur.index + 1} ${name}: ${m.draft.length} corner(s). Click the first corner, double-click or ` +
+        "press Enter to close; Backspace removes a corner, Esc cancels.";
+    }
+    let hint = "";
+    const handle = m.pairs[cur.index]?.handle;
+    if (cur.side === "target" && handle?.type === "polygon" && handle.points.length <= 4) {
+      hint = ` Use ${handle.points.length} corners in the same order for the exact ${handle.points.length === 3 ? "affine" : "perspective"} map.`;
+    }
+    const verb = this.tool === "brush" ? "Paint" : "Click the corners of";
+    return `${summary} Next: ${verb} pair ${cur.index + 1} ${name}.${hint}`;
+  }
+}

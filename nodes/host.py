@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import logging
+import weakref
 
 import torch
 
 import comfy.model_management
+import comfy.model_patcher
 import comfy.model_sampling
 import comfy.patcher_extension
 import comfy.samplers
@@ -16,7 +18,7 @@ from comfy_api.torch_helpers.torch_compile import (COMPILE_KEY, TORCH_COMPILE_KW
                                                    apply_torch_compile_factory)
 
 from ..regiondrag_core.errors import RegionDragInputError
-from ..regiondrag_core.kvbank import AttentionSwap
+from ..regiondrag_core.kvbank import AttentionSwap, KVBank
 
 log = logging.getLogger("RegionDrag")
 
@@ -58,9 +60,12 @@ def self_attention_blocks(model) -> list[tuple[str, int]]:
     return found
 
 
-def patched_clone(model, swap: AttentionSwap):
-    """A clone of ``model`` whose self-attention goes through ``swap``; ``model`` is untouched."""
+def patched_clone(model, swap: AttentionSwap, kv_owner=None):
+    """A clone of ``model`` whose self-attention goes through ``swap``; ``model`` is untouched.
+    ``kv_owner`` (the K/V cache's ModelPatcher) is loaded with the UNet whenever the clone samples."""
     m = model.clone()
+    if kv_owner is not None:
+        m.set_additional_models("regiondrag_kv", [kv_owner])
 
     def attn1(q, k, v, extra_options):  # a plain closure: clone() deep-copies model_options
         return swap(q, k, v, extra_options)
@@ -159,7 +164,10 @@ class PositiveGuider(comfy.samplers.CFGGuider):
 
 
 def run_sampler(model, positive, latent_samples, sigmas, sampler_function, options, seed):
-    """Run ``sampler_function`` through ComfyUI's guider/KSAMPLER machinery; returns the LATENT samples."""
+    """Run ``sampler_function`` through ComfyUI's guider/KSAMPLER machinery; returns the LATENT samples.
+
+    ``latent_samples`` is the image LATENT (both halves pass the inverted one, so models that read
+    the latent image, such as inpainting checkpoints, see the same input in both); the noise is zero."""
     guider = PositiveGuider(model)
     guider.set_conds(positive)
     sampler = comfy.samplers.KSAMPLER(sampler_function, extra_options=options)
@@ -168,3 +176,95 @@ def run_sampler(model, positive, latent_samples, sigmas, sampler_function, optio
     samples = guider.sample(noise, latent_samples, sampler, sigmas, denoise_mask=None, callback=callback,
                             disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
     return samples.to(comfy.model_management.intermediate_device())
+
+
+def latent_out(model, z0: torch.Tensor) -> torch.Tensor:
+    """z_0 (model latent space) as the sampler's output LATENT, computed as the host computes it."""
+    return model.model.process_latent_out(z0.to(torch.float32)).to(comfy.model_management.intermediate_device())
+
+
+# ------------------------------------------------------------------ batched inversion
+
+def inversion_chunk(model, requested: int, levels: int, entries: int = 1):
+    """Levels per inversion model call: ``requested`` (>= 1), or for 0 (auto) a callable the sampler
+    asks with its first latent, once the model is loaded.
+
+    Auto: one level per call on the CPU (a batch costs as much as its calls there, and one level
+    per call keeps no-region reconstruction bit-exact); elsewhere the largest batch whose UNet
+    memory estimate fits ComfyUI's free-memory figure with the margin ComfyUI's own cond batching
+    keeps (``memory_required * 1.5 < free``). ``entries``: conditioning entries ComfyUI may batch
+    together with each latent."""
+    if requested >= 1:
+        return min(int(requested), levels)
+
+    def auto(x: torch.Tensor) -> int:
+        if comfy.model_management.is_device_cpu(x.device):
+            return 1
+        free = comfy.model_management.get_free_memory(x.device)
+        best = 1
+        for n in range(1, levels + 1):
+            shape = [n * entries] + list(x.shape[1:])
+            if model.model.memory_required(shape) * 1.5 < free:
+                best = n
+            else:
+                break
+        log.debug("RegionDrag: inversion in chunks of %d levels (%.0f MB free)", best, free / 2**20)
+        return best
+    return auto
+
+
+def conditioning_split_key(model, positive, schedule):
+    """For each level, which conditioning entries (and their ControlNets) are active at its sigma.
+
+    ComfyUI decides timestep ranges (Conditioning Set Timestep Range, ControlNet start/end percent)
+    and hook keyframes from the first sigma of a batch, so a batched inversion call may only hold
+    levels that agree on all of them. Returns ``key(level)``; hooks split every level."""
+    ms = model.get_model_object("model_sampling")
+    ranges = []
+    hooked = False
+    for entry in positive or []:
+        opts = entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {}
+        hooked = hooked or opts.get("hooks") is not None
+        if "start_percent" in opts or "end_percent" in opts:
+            ranges.append((float(ms.percent_to_sigma(opts.get("start_percent", 0.0))),
+                           float(ms.percent_to_sigma(opts.get("end_percent", 1.0)))))
+        control = opts.get("control")
+        seen = set()
+        while control is not None and id(control) not in seen:
+            seen.add(id(control))
+            pr = getattr(control, "timestep_percent_range", None)
+            if pr is not None and tuple(pr) != (0.0, 1.0):
+                ranges.append((float(ms.percent_to_sigma(pr[0])), float(ms.percent_to_sigma(pr[1]))))
+            control = getattr(control, "previous_controlnet", None)
+    if hooked:
+        return lambda level: level
+    if not ranges:
+        return None
+    sig = [float(torch.tensor(s, dtype=torch.float32)) for s in schedule.sigmas]
+    return lambda level: tuple(not (sig[level] > a or sig[level] < b) for a, b in ranges)
+
+
+# ------------------------------------------------------------------ the K/V cache under model management
+
+def kv_owner(bank: KVBank, load_device):
+    """A ModelPatcher that owns ``bank`` for ComfyUI's memory management, registered as loaded.
+
+    ComfyUI then counts the cached keys/values among its loaded models: loading a bigger model
+    offloads them (whole levels, as it offloads a UNet's layers) to the offload device instead of
+    running out of memory, and RegionDrag KSampler loads them back as an additional model of its
+    UNet. The bank is read through ``KVBank.get`` at every step, wherever they are then."""
+    device = bank.storage_device or load_device
+    offload = comfy.model_management.unet_offload_device()
+    bank.device = device   # where the tensors are now (ModelPatcher's bookkeeping)
+    owner = comfy.model_patcher.ModelPatcher(bank, load_device=device, offload_device=offload, size=bank.nbytes())
+    comfy.model_management.load_models_gpu([owner])
+    return owner
+
+
+_staging: "weakref.WeakKeyDictionary[KVBank, dict]" = weakref.WeakKeyDictionary()
+
+
+def staging_for(bank: KVBank) -> dict:
+    """Staging buffers shared by the edits of one inversion (outside the cached INVERSION; freed with
+    its bank), so a compiled UNet sees the same addresses in every re-edit."""
+    return _staging.setdefault(bank, {})

@@ -1,6 +1,7 @@
 """DDPM Invert-and-Cache and RegionDrag KSampler: thin nodes over regiondrag_core.sampling."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -62,32 +63,47 @@ class DDPMInvertAndCache(io.ComfyNode):
                 io.Combo.Input("kv_cache", options=["model device", "cpu"], default="model device", optional=True,
                                tooltip="Where cached keys/values live. 'cpu' saves GPU memory (about 0.42 GB at "
                                        "512x512 in fp16) for a 46 MB host-to-GPU copy per denoising step."),
+                io.Int.Input("inversion_batch", default=0, min=0, max=1000, optional=True,
+                             tooltip="Inversion steps per UNet call. 0 = auto: on a GPU as many as free memory "
+                                     "allows (all 10 in one call is several times faster), on the CPU 1. 1 = one "
+                                     "step per call: a no-region edit then reproduces the image bit for bit; "
+                                     "batched calls differ from it by kernel rounding only."),
             ],
             outputs=[io.Custom(InversionType).Output(display_name="INVERSION",
                                                      tooltip="Cached inversion for RegionDrag KSampler.")],
         )
 
     @classmethod
-    def execute(cls, model, positive, latent, steps, start_t, seed, kv_cache="model device") -> io.NodeOutput:
-        return io.NodeOutput(run_inversion(model, positive, latent, steps, start_t, seed, kv_cache))
+    def execute(cls, model, positive, latent, steps, start_t, seed, kv_cache="model device",
+                inversion_batch=0) -> io.NodeOutput:
+        return io.NodeOutput(run_inversion(model, positive, latent, steps, start_t, seed, kv_cache, inversion_batch))
 
 
-def run_inversion(model, positive, latent, steps, start_t, seed, kv_cache="model device") -> Inversion:
+def run_inversion(model, positive, latent, steps, start_t, seed, kv_cache="model device",
+                  inversion_batch=0) -> Inversion:
     """DDPM inversion through the host's sampler on a K/V-capturing clone of ``model``."""
     samples = latent_samples(latent, INVERT)
     host.check_model(model, INVERT)
     schedule = make_schedule(steps, start_t, host.sigma_of_timestep(model), node=INVERT)
     bank = KVBank(torch.device("cpu") if kv_cache == "cpu" else None)
     swap = AttentionSwap(bank, "capture", host.attention)
-    recorder = InversionRecorder(schedule=schedule, seed=seed, swap=swap, latent_shape=tuple(samples.shape),
-                                 layers=frozenset(host.self_attention_blocks(model)))
+    if isinstance(inversion_batch, bool) or not isinstance(inversion_batch, int) or inversion_batch < 0:
+        raise RegionDragInputError(INVERT, "inversion_batch", f"must be an integer >= 0, got {inversion_batch!r}.",
+                                   "Use 0 (auto), 1 (exact reconstruction) or the number of steps per UNet call.")
+    patched = host.patched_clone(model, swap)
+    recorder = InversionRecorder(
+        schedule=schedule, seed=seed, swap=swap, latent_shape=tuple(samples.shape),
+        layers=frozenset(host.self_attention_blocks(model)),
+        chunk=host.inversion_chunk(patched, inversion_batch, schedule.levels, max(1, len(positive or []))),
+        split_key=host.conditioning_split_key(model, positive, schedule),
+        latent_image=samples.detach().to(device="cpu", dtype=torch.float32).clone())
     sigmas = torch.tensor(schedule.sigmas, dtype=torch.float32)
-    host.run_sampler(host.patched_clone(model, swap), positive, samples, sigmas,
-                     sample_ddpm_invert, {"recorder": recorder}, seed)
+    host.run_sampler(patched, positive, samples, sigmas, sample_ddpm_invert, {"recorder": recorder}, seed)
     inv = recorder.result
     _check_patch_ran(swap, recorder.layers, range(1, inv.levels + 1), INVERT)
-    host.log.info("RegionDrag inversion: %d steps to t=%d, K/V cache %.1f MB", inv.levels,
-                  schedule.timesteps[-1], inv.cache_nbytes()["kv"] / 2**20)
+    inv = dataclasses.replace(inv, owner=host.kv_owner(inv.bank, model.load_device))
+    host.log.info("RegionDrag inversion: %d steps to t=%d in chunks of %d, K/V cache %.1f MB", inv.levels,
+                  schedule.timesteps[-1], inv.chunk, inv.cache_nbytes()["kv"] / 2**20)
     return inv
 
 
@@ -180,7 +196,8 @@ def run_drag(model, inversion, drag_map, positive, end_t, noise_weight, seed, ed
 
     device = inversion.latents[0].device
     pairs = drag_map.num_pairs > 0 and len(drag_map.target_xy) > 0
-    swap = AttentionSwap(inversion.bank, "replace", host.attention, enabled=mutual_self_attention)
+    swap = AttentionSwap(inversion.bank, "replace", host.attention, enabled=mutual_self_attention,
+                         staging=host.staging_for(inversion.bank))
     plan = DragPlan(
         inversion=inversion, swap=swap,
         handle_index=drag_map.handle_index().to(device) if pairs else None,
@@ -190,11 +207,17 @@ def run_drag(model, inversion, drag_map, positive, end_t, noise_weight, seed, ed
         edit_mask=_edit_mask(edit_mask, inversion, device),
         alpha=float(noise_weight), seed=seed, paste=sched.paste_levels(end_t), on_level=on_level)
     sigmas = torch.tensor(sched.sigmas[::-1], dtype=torch.float32)
-    zeros = torch.zeros(inversion.latent_shape, dtype=torch.float32)
-    samples = host.run_sampler(host.patched_clone(model, swap), positive, zeros, sigmas,
+    image = inversion.latent_image
+    if image is None:
+        image = torch.zeros(inversion.latent_shape, dtype=torch.float32)
+    samples = host.run_sampler(host.patched_clone(model, swap, inversion.owner), positive, image, sigmas,
                                sample_regiondrag, {"plan": plan}, seed)
     if mutual_self_attention:
         _check_patch_ran(swap, inversion.layers, range(1, inversion.levels + 1), DRAG)
+    if inversion.latent_image is not None:
+        # The input plus the edit's change: the host's latent scaling in and out (x * 0.18215 / 0.18215
+        # for SD1.5) is no exact round trip in float32, so an edit that reproduces z_0 returns the input.
+        samples = image.to(samples.device) + (samples - host.latent_out(model, inversion.latents[0]))
     return samples, swap
 
 

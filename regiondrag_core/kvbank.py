@@ -23,56 +23,93 @@ import torch
 LayerKey = tuple  # (block name, block number, transformer index), e.g. ("input", 1, 0)
 
 
-class KVBank:
+class KVBank(torch.nn.Module):
     """Keys/values by (level, layer, cond_or_uncond chunk), kept in the model's dtype.
 
+    The tensors are frozen parameters of one child module per level, so a host can hand the bank to
+    its memory manager as a model of its own: ComfyUI loads, offloads and partially offloads it level
+    by level, as it does a UNet's layers. Readers look tensors up through :meth:`get` at use and
+    never keep them, since the host may have moved them since. Written only while an inversion
+    runs; :meth:`freeze` makes it read-only once the INVERSION that holds it is built.
     ``storage_device=None`` keeps each tensor on the device the model produced it on (fast);
-    ``torch.device("cpu")`` keeps them in host memory (pinned when produced on CUDA) and copies one
-    level at a time back into the staging buffers, for large images or small GPUs.
-    ``staging`` holds one level's keys/values on the model's device; it lives as long as the bank,
-    so every edit from the same inversion reuses the same buffers.
+    ``torch.device("cpu")`` keeps them in host memory (pinned when produced on CUDA) and the
+    sampler copies one level at a time into staging buffers, for large images or small GPUs.
     """
 
     def __init__(self, storage_device: Optional[torch.device] = None):
+        super().__init__()
         self.storage_device = storage_device
-        self.entries: dict[tuple[int, LayerKey, int], tuple[torch.Tensor, torch.Tensor]] = {}
-        self.staging: dict[tuple[LayerKey, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.per_level = torch.nn.ModuleDict()
+        self._names: dict[tuple[int, LayerKey, int], tuple[str, str]] = {}
+        self.frozen = False
 
-    def _store(self, t: torch.Tensor) -> torch.Tensor:
+    def _store(self, t: torch.Tensor) -> torch.nn.Parameter:
         """A copy the model cannot overwrite (a compiled call may reuse its output memory)."""
         t = t.detach()
         device = t.device if self.storage_device is None else self.storage_device
         out = torch.empty(t.shape, dtype=t.dtype, device=device,
                           pin_memory=t.is_cuda and device.type == "cpu")
         out.copy_(t, non_blocking=True)
-        return out
+        return torch.nn.Parameter(out, requires_grad=False)
 
     def put(self, level: int, layer: LayerKey, chunk: int, k: torch.Tensor, v: torch.Tensor) -> None:
-        self.entries[(level, layer, chunk)] = (self._store(k), self._store(v))
+        if self.frozen:
+            raise RuntimeError("this K/V bank belongs to a finished inversion and is read-only")
+        key = (int(level), tuple(layer), int(chunk))
+        lvl = str(key[0])
+        if lvl not in self.per_level:
+            self.per_level[lvl] = torch.nn.Module()
+        module = self.per_level[lvl]
+        _, stem = self._names.setdefault(key, (lvl, f"e{sum(1 for x in self._names.values() if x[0] == lvl)}"))
+        module.register_parameter(stem + "_k", self._store(k))
+        module.register_parameter(stem + "_v", self._store(v))
 
-    def stage(self, level: int, device: torch.device,
-              on_buffer: Optional[Callable[[torch.Tensor], None]] = None) -> dict:
-        """Copy level ``level``'s keys/values into the staging buffers on ``device``; returns them.
+    def freeze(self) -> "KVBank":
+        self.frozen = True
+        return self
 
-        ``on_buffer`` is shown every buffer before it is filled."""
-        for (lvl, layer, chunk), (k, v) in self.entries.items():
-            if lvl != level:
-                continue
-            buf = self.staging.get((layer, chunk))
-            if buf is None or buf[0].shape != k.shape or buf[0].device != device or buf[0].dtype != k.dtype:
-                buf = (torch.empty(k.shape, dtype=k.dtype, device=device),
-                       torch.empty(v.shape, dtype=v.dtype, device=device))
-                self.staging[(layer, chunk)] = buf
-            if on_buffer is not None:
-                on_buffer(buf[0])
-                on_buffer(buf[1])
-            buf[0].copy_(k, non_blocking=True)
-            buf[1].copy_(v, non_blocking=True)
-        return self.staging
+    def get(self, level: int, layer: LayerKey, chunk: int):
+        """(k, v) of one entry where they live now, or None."""
+        found = self._names.get((int(level), tuple(layer), int(chunk)))
+        if found is None:
+            return None
+        module = self.per_level[found[0]]
+        return getattr(module, found[1] + "_k"), getattr(module, found[1] + "_v")
+
+    def keys(self):
+        return self._names.keys()
+
+    @property
+    def entries(self) -> dict:
+        """{(level, layer, chunk): (k, v)}, read now (a snapshot: the host may move the tensors later)."""
+        return {key: self.get(*key) for key in self._names}
+
+    def level_entries(self, level: int):
+        return [((layer, chunk), self.get(lvl, layer, chunk)) for lvl, layer, chunk in self._names if lvl == level]
 
     def nbytes(self) -> int:
-        return sum(k.numel() * k.element_size() + v.numel() * v.element_size()
-                   for k, v in self.entries.values())
+        return sum(p.numel() * p.element_size() for p in self.parameters())
+
+
+def stage(bank: KVBank, level: int, device: torch.device, staging: dict,
+          on_buffer: Optional[Callable[[torch.Tensor], None]] = None) -> dict:
+    """Copy level ``level``'s keys/values into ``staging`` ((layer, chunk) -> (k, v) on ``device``).
+
+    The buffers are re-used while shape, dtype and device stay the same, so every step (and every
+    edit that passes the same ``staging``) reads the same addresses. ``on_buffer`` is shown every
+    buffer before it is filled."""
+    for key, (k, v) in bank.level_entries(level):
+        buf = staging.get(key)
+        if buf is None or buf[0].shape != k.shape or buf[0].device != device or buf[0].dtype != k.dtype:
+            buf = (torch.empty(k.shape, dtype=k.dtype, device=device),
+                   torch.empty(v.shape, dtype=v.dtype, device=device))
+            staging[key] = buf
+        if on_buffer is not None:
+            on_buffer(buf[0])
+            on_buffer(buf[1])
+        buf[0].copy_(k, non_blocking=True)
+        buf[1].copy_(v, non_blocking=True)
+    return staging
 
 
 AttentionFn = Callable[..., torch.Tensor]  # (q, k, v, heads, attn_precision=...) -> out
@@ -84,11 +121,15 @@ class AttentionSwap:
     Outside a :meth:`begin`/:meth:`end` bracket (the patched model used by anything but the sampler)
     it computes plain self-attention. ``calls`` counts (level, layer) pairs, filled in by ``end``, so
     tests and the nodes can check that every layer took part at every step.
+    A capture call may hold several levels in its batch (a batched inversion): ``begin`` is told
+    them in batch order and ``end`` files each level's slice of every chunk. A replace call holds
+    one level; its keys/values are copied into ``staging`` (the run's own dict unless the host
+    passes one to re-use across edits), never into the bank.
     ``on_buffer`` is shown every staging buffer it fills (the host marks them static for CUDA graphs).
     """
 
     def __init__(self, bank: KVBank, mode: str, attention: AttentionFn, enabled: bool = True,
-                 on_buffer: Optional[Callable[[torch.Tensor], None]] = None):
+                 on_buffer: Optional[Callable[[torch.Tensor], None]] = None, staging: Optional[dict] = None):
         if mode not in ("capture", "replace"):
             raise ValueError(f"unknown AttentionSwap mode {mode!r}")
         self.bank = bank
@@ -96,32 +137,46 @@ class AttentionSwap:
         self.attention = attention
         self.enabled = enabled
         self.on_buffer = on_buffer
+        self.staging: dict = {} if staging is None else staging
         self.active = False
-        self.level: Optional[int] = None
-        self.captured: dict = {}   # (layer, chunk) -> (k, v) seen in the current call
+        self.levels: tuple = ()
+        self.captured: dict = {}   # (layer, chunk) -> (k, v) seen in the current call, all its levels
         self.hit: dict = {}        # layer -> True for every layer that ran in the current call
         self.calls: Counter = Counter()
 
-    def begin(self, level: int, device: torch.device) -> None:
-        """Before the model call on z_level: stage that level's cached keys/values (replace mode)."""
+    @property
+    def level(self) -> Optional[int]:
+        return self.levels[0] if len(self.levels) == 1 else None
+
+    def begin(self, levels, device: torch.device) -> None:
+        """Before the model call on z_level (or a batch of levels, capture only): stage the level's
+        cached keys/values (replace mode)."""
+        levels = (int(levels),) if isinstance(levels, int) else tuple(int(x) for x in levels)
+        if self.mode == "replace" and len(levels) != 1:
+            raise ValueError(f"a replace call holds one level, got {levels}")
         if self.enabled and self.mode == "replace":
-            self.bank.stage(level, device, self.on_buffer)
+            stage(self.bank, levels[0], device, self.staging, self.on_buffer)
         self.captured.clear()
         self.hit.clear()
-        self.level = level
+        self.levels = levels
         self.active = True
 
     def end(self, completed: bool = True) -> None:
-        """After the model call: file captured keys/values in the bank and count the layers."""
+        """After the model call: file captured keys/values in the bank, per level, and count the layers."""
         self.active = False
-        if completed and self.level is not None:
+        if completed and self.levels:
+            n = len(self.levels)
             for (layer, chunk), (k, v) in self.captured.items():
-                self.bank.put(self.level, layer, chunk, k, v)
+                if k.shape[0] % n:
+                    raise ValueError(f"layer {layer}: a batch of {k.shape[0]} does not split into levels {self.levels}")
+                for level, kl, vl in zip(self.levels, k.chunk(n), v.chunk(n)):
+                    self.bank.put(level, layer, chunk, kl, vl)
             for layer in self.hit:
-                self.calls[(self.level, layer)] += 1
+                for level in self.levels:
+                    self.calls[(level, layer)] += 1
         self.captured.clear()
         self.hit.clear()
-        self.level = None
+        self.levels = ()
 
     def levels_missing(self, layers: frozenset, levels) -> list:
         """Levels at which not every (block name, number) in ``layers`` ran through the patch."""
@@ -152,7 +207,7 @@ class AttentionSwap:
         return self.attention(q, k, v, heads, attn_precision=precision)
 
     def _staged_kv(self, layer, chunks, k, v):
-        staged = self.bank.staging
+        staged = self.staging
         ks, vs = [], []
         for c in chunks:
             key = (layer, int(c))

@@ -3,27 +3,36 @@
 Both take ``(model, x, sigmas, extra_args, callback, disable)`` like every sampler in
 ``k_diffusion.sampling`` and are run by the host's own sampling machinery, so model loading,
 conditioning, previews and interruption behave as in any sampler. ``model(x, sigma)`` returns
-the denoised estimate D; latents are handled in the variance-preserving form z = x / sqrt(1+sigma^2)
-(see :mod:`.schedule`).
+the denoised estimate D for a batch of x with one sigma per sample; latents are handled in the
+variance-preserving form z = x / sqrt(1+sigma^2) (see :mod:`.schedule`).
 
 Inversion (``sample_ddpm_invert``), for k = 0 .. n-1:
     z_{k+1} = sqrt(abar_{k+1}/abar_k) z_k + sqrt(1 - abar_{k+1}/abar_k) n      (forward draw)
     D, eps  = model(z_{k+1})                                                    (K/V captured)
-    r_{k+1} = z_k - (sqrt(abar_k) D + sqrt(1 - abar_k - c^2) eps)               (cached noise term)
-r is c*w of the DDPM posterior step (w the noise that lands exactly on z_k). On the last step
-to sigma = 0, c = 0 and r is the residual that keeps the reconstruction exact.
+    m_{k+1} = sqrt(abar_k) D + sqrt(1 - abar_k - c^2) eps                       (cached posterior mean)
+z_k - m_{k+1} is c*w of the DDPM posterior step (w the noise that lands exactly on z_k). No forward
+draw needs the model, so the n model calls are independent: they run in chunks of ``chunk`` levels,
+one batched call per chunk (every latent with its own sigma); chunk 1 is one level per call.
 
 Denoising (``sample_regiondrag``), from z'_n = r_alpha(z_n, H) (Eq. 5), for k = n .. 1:
     if t_k >= t'':  z'_k[target] = z_k[handle]                                  (copy-paste, Eq. 3)
     outside the edit area: z'_k = z_k
-    D, eps  = model(z'_k) with self-attention K/V <- cached K/V of level k
-    z'_{k-1} = sqrt(abar_{k-1}) D + sqrt(1 - abar_{k-1} - c^2) eps + r_k
-With no region pairs the edit reproduces the inversion's latents exactly.
+    D', eps' = model(z'_k) with self-attention K/V <- cached K/V of level k
+    z'_{k-1} = z_{k-1} + (m'_k - m_k),   m'_k = sqrt(abar_{k-1}) D' + sqrt(1 - abar_{k-1} - c^2) eps'
+which is the DDPM step m'_k + c*w with the cached w, written so that equal model outputs give the
+cached latent bit for bit (m'_k - m_k = 0 exactly), also on the last step to sigma = 0 (c = 0).
+So with no region pairs the edit reproduces the inversion's latents exactly whenever the model
+call at z'_k = z_k repeats the inversion's call: always with chunk 1 and deterministic kernels;
+within kernel noise of batched-vs-single calls when the inversion ran batched.
+
+Noise: the inversion's forward draws and the handle blend's eps come from separate streams
+(:func:`noise_stream`), so they are independent even when both nodes get the same seed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Optional
+import hashlib
+from dataclasses import dataclass
+from typing import Callable, Hashable, Optional, Sequence
 
 import torch
 
@@ -31,46 +40,69 @@ from .kvbank import AttentionSwap, KVBank
 from .schedule import DragSchedule, StepCoefficients, schedule_coefficients
 
 
-@dataclass
+@dataclass(frozen=True)
 class Inversion:
-    """What DDPM Invert-and-Cache hands to the sampler. Never mutated after it is built."""
+    """What DDPM Invert-and-Cache hands to the sampler: read-only (frozen, tuples, a frozen bank).
+
+    ComfyUI keeps it in its output cache and feeds it to every re-edit; nothing of a run (staging
+    buffers, counters) lives here."""
 
     schedule: DragSchedule
-    latents: list            # z_0 .. z_n, VP form, in the model's latent space (process_latent_in applied)
-    noise_terms: list        # r_1 .. r_n (index k-1 holds r_k)
+    latents: tuple           # z_0 .. z_n, VP form, in the model's latent space (process_latent_in applied)
+    posterior_means: tuple   # m_1 .. m_n (index k-1 holds m_k), float32 like the latents
     bank: KVBank
     seed: int
     latent_shape: tuple      # shape of the LATENT the user passed in (B, C, h, w)
-    layers: frozenset = field(default_factory=frozenset)  # (block name, number) patched at inversion
+    layers: frozenset = frozenset()   # (block name, number) patched at inversion
+    chunk: int = 1           # levels per inversion model call (1: exact reconstruction)
+    latent_image: Optional[torch.Tensor] = None  # the LATENT samples as the user passed them (host: float32, CPU)
+    owner: object = None     # the host's memory-management handle of ``bank`` (ComfyUI: a ModelPatcher)
 
     @property
     def levels(self) -> int:
         return self.schedule.levels
 
+    @property
+    def noise_terms(self) -> tuple:
+        """r_k = z_{k-1} - m_k = c_k w_k: the posterior step's noise (index k-1 holds r_k)."""
+        return tuple(z - m for z, m in zip(self.latents[:-1], self.posterior_means))
+
     def cache_nbytes(self) -> dict:
-        lat = sum(t.numel() * t.element_size() for t in self.latents + self.noise_terms)
+        lat = sum(t.numel() * t.element_size() for t in self.latents + self.posterior_means)
         return {"kv": self.bank.nbytes(), "latents": lat}
 
 
-def _noise(seed: int, count: int, shape, like: torch.Tensor) -> torch.Tensor:
+def noise_stream(seed: int, purpose: str) -> torch.Generator:
+    """A CPU generator for one purpose ("inversion", "handle"); streams of one seed are independent."""
+    digest = hashlib.sha256(f"regiondrag/{purpose}/{int(seed)}".encode()).digest()
+    return torch.Generator(device="cpu").manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def _noise(seed: int, purpose: str, count: int, shape, like: torch.Tensor) -> torch.Tensor:
     """``count`` Gaussian draws of ``shape``, made on the CPU (device-independent), moved once."""
-    g = torch.Generator(device="cpu").manual_seed(int(seed))
-    n = torch.randn((count,) + tuple(shape), generator=g, dtype=torch.float32, device="cpu")
+    n = torch.randn((count,) + tuple(shape), generator=noise_stream(seed, purpose), dtype=torch.float32,
+                    device="cpu")
     return n.to(device=like.device, dtype=like.dtype)
 
 
-def _call(model, z, coef: StepCoefficients, s_in, extra_args, swap: AttentionSwap, level: int):
-    """One model call on z_level (sigma_s), the attention patch told the level: returns (denoised x0, eps)."""
-    x = z * coef.scale_in
-    swap.begin(level, x.device)
+def _call(model, zs: Sequence[torch.Tensor], coefs: Sequence[StepCoefficients], levels: Sequence[int],
+          extra_args, swap: AttentionSwap):
+    """One model call on the latents ``zs`` (z_level each, at its own sigma), the attention patch told
+    the levels: returns the posterior mean m and the denoised estimate D of each level."""
+    xs = [z * c.scale_in for z, c in zip(zs, coefs)]
+    x = xs[0] if len(xs) == 1 else torch.cat(xs)
+    sigma = torch.tensor([c.sigma_s for c in coefs for _ in range(zs[0].shape[0])],
+                         dtype=x.dtype, device=x.device)
+    swap.begin(levels, x.device)
     completed = False
     try:
-        denoised = model(x, coef.sigma_s * s_in, **extra_args)
+        denoised = model(x, sigma, **extra_args)
         completed = True
     finally:
         swap.end(completed)
-    eps = (x - denoised) / coef.sigma_s
-    return denoised, eps
+    ds = [denoised] if len(xs) == 1 else denoised.chunk(len(xs))
+    # eps = (x - D) / sigma and m: the same per-level arithmetic at every batch size and in both halves
+    return [_posterior_mean(d, (xi - d) / c.sigma_s, c) for xi, d, c in zip(xs, ds, coefs)], ds
 
 
 def _report(callback, x, i: int, coef: StepCoefficients, denoised) -> None:
@@ -91,42 +123,66 @@ def _posterior_mean(denoised, eps, coef: StepCoefficients):
     return denoised * coef.coef_x0 + eps * coef.coef_eps
 
 
+def inversion_chunks(levels: int, chunk: int, key: Optional[Callable[[int], Hashable]] = None) -> list:
+    """Levels 1..n in ascending runs of at most ``chunk`` levels; a run also ends where ``key(level)``
+    changes (the host's way to keep levels with different conditioning out of one batch)."""
+    chunk = max(1, int(chunk))
+    runs, cur, cur_key = [], [], None
+    for level in range(1, levels + 1):
+        k = key(level) if key is not None else None
+        if cur and (len(cur) == chunk or k != cur_key):
+            runs.append(tuple(cur))
+            cur = []
+        cur.append(level)
+        cur_key = k
+    if cur:
+        runs.append(tuple(cur))
+    return runs
+
+
 @dataclass
 class InversionRecorder:
-    """Per-run inputs of :func:`sample_ddpm_invert`; ``result`` holds the Inversion afterwards."""
+    """Per-run inputs of :func:`sample_ddpm_invert`; ``result`` holds the Inversion afterwards.
+
+    ``chunk``: levels per model call (1 = sequential, exact reconstruction), or a callable that
+    the sampler asks with the clean latent once the model is loaded; ``split_key(level)`` (optional)
+    keeps levels whose keys differ out of one call."""
 
     schedule: DragSchedule
     seed: int
     swap: AttentionSwap
     latent_shape: tuple
     layers: frozenset = frozenset()   # the self-attention layers the patch was registered on
+    chunk: object = 1                 # int, or Callable[[torch.Tensor], int]
+    split_key: Optional[Callable[[int], Hashable]] = None
+    latent_image: Optional[torch.Tensor] = None
     result: Optional[Inversion] = None
 
 
 @torch.no_grad()
 def sample_ddpm_invert(model, x, sigmas, extra_args=None, callback=None, disable=None, recorder=None):
-    """DDPM inversion z_0 -> z_{t'} with per-step noise and self-attention K/V cached (SDE-Drag Eq. 8)."""
+    """DDPM inversion z_0 -> z_{t'} with per-step posterior means and self-attention K/V cached (SDE-Drag Eq. 8)."""
     extra_args = {} if extra_args is None else extra_args
     sched = recorder.schedule
     n = sched.levels
     coefs = _coefficients(sched, sigmas)
-    s_in = x.new_ones([x.shape[0]])
-    z = x  # sigma_0 = 0: x is the clean latent z_0
-    draws = _noise(recorder.seed, n, x.shape, x)
-    latents, terms = [z], []
-    for k in range(n):
-        coef = coefs[k]  # links z_k (lower) and z_{k+1}
-        z_up = z * coef.fwd_keep + draws[k] * coef.fwd_noise
-        denoised, eps = _call(model, z_up, coef, s_in, extra_args, recorder.swap, k + 1)
-        terms.append(z - _posterior_mean(denoised, eps, coef))
-        latents.append(z_up)
-        z = z_up
-        _report(callback, z * coef.scale_in, k, coef, denoised)
-    recorder.result = Inversion(schedule=sched, latents=latents, noise_terms=terms,
-                                bank=recorder.swap.bank, seed=recorder.seed,
-                                latent_shape=tuple(recorder.latent_shape),
-                                layers=recorder.layers)
-    return z * coefs[-1].scale_in
+    draws = _noise(recorder.seed, "inversion", n, x.shape, x)
+    latents = [x]  # sigma_0 = 0: x is the clean latent z_0
+    for k in range(n):  # coefs[k] links z_k (lower) and z_{k+1}
+        latents.append(latents[k] * coefs[k].fwd_keep + draws[k] * coefs[k].fwd_noise)
+    chunk = max(1, int(recorder.chunk(x) if callable(recorder.chunk) else recorder.chunk))
+    means: list = [None] * n
+    for run in inversion_chunks(n, chunk, recorder.split_key):
+        cs = [coefs[level - 1] for level in run]
+        ms, ds = _call(model, [latents[level] for level in run], cs, run, extra_args, recorder.swap)
+        for level, m, d, c in zip(run, ms, ds, cs):
+            means[level - 1] = m
+            _report(callback, latents[level] * c.scale_in, level - 1, c, d)
+    recorder.result = Inversion(schedule=sched, latents=tuple(latents), posterior_means=tuple(means),
+                                bank=recorder.swap.bank.freeze(), seed=recorder.seed,
+                                latent_shape=tuple(recorder.latent_shape), layers=frozenset(recorder.layers),
+                                chunk=chunk, latent_image=recorder.latent_image)
+    return latents[n] * coefs[-1].scale_in
 
 
 @dataclass
@@ -162,10 +218,10 @@ def copy_paste(dst: torch.Tensor, src: torch.Tensor, handle_index, target_index)
 
 
 def keep_outside(z: torch.Tensor, cached: torch.Tensor, mask: Optional[torch.Tensor]):
-    """Edit-area mask: m z + (1 - m) cached; exactly ``cached`` where m = 0."""
+    """Edit-area mask: m z + (1 - m) cached; exactly ``cached`` where m = 0 or z = cached, exactly z where m = 1."""
     if mask is None:
         return z
-    return z * mask + cached * (1.0 - mask)
+    return torch.lerp(cached, z, mask.to(z.dtype))
 
 
 @torch.no_grad()
@@ -177,10 +233,9 @@ def sample_regiondrag(model, x, sigmas, extra_args=None, callback=None, disable=
     coefs = _coefficients(inv.schedule, sigmas)
     dev = x.device
     top = inv.latents[n].to(dev)
-    z = top.clone()
-    s_in = z.new_ones([z.shape[0]])
+    z = top.clone()  # copy_paste writes into z
     if plan.handle_union is not None and plan.alpha > 0:
-        z = blend_handle(z, plan.handle_union, plan.alpha, _noise(plan.seed, 1, z.shape, z)[0])
+        z = blend_handle(z, plan.handle_union, plan.alpha, _noise(plan.seed, "handle", 1, z.shape, z)[0])
     z = keep_outside(z, top, plan.edit_mask)
     for i, k in enumerate(range(n, 0, -1)):
         coef = coefs[k - 1]
@@ -190,8 +245,9 @@ def sample_regiondrag(model, x, sigmas, extra_args=None, callback=None, disable=
             z = keep_outside(z, cached, plan.edit_mask)
         if plan.on_level is not None:
             plan.on_level(k, z)
-        denoised, eps = _call(model, z, coef, s_in, extra_args, plan.swap, k)
-        z = _posterior_mean(denoised, eps, coef) + inv.noise_terms[k - 1].to(dev)
+        (mean,), (denoised,) = _call(model, [z], [coef], (k,), extra_args, plan.swap)
+        # z_{k-1} + (m'_k - m_k): exactly the cached z_{k-1} when the call repeats the inversion's
+        z = inv.latents[k - 1].to(dev) + (mean - inv.posterior_means[k - 1].to(dev))
         z = keep_outside(z, inv.latents[k - 1].to(dev), plan.edit_mask)
         _report(callback, z * coef.scale_out, i, coef, denoised)
     return z * coefs[0].scale_out

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from regiondrag_core.errors import RegionDragInputError
-from regiondrag_core.kvbank import AttentionSwap, KVBank
+from regiondrag_core.kvbank import AttentionSwap, KVBank, stage
 from regiondrag_core.mapping import build_drag_map
 from regiondrag_core.regions import RegionPair
-from regiondrag_core.sampling import (DragPlan, InversionRecorder, blend_handle, copy_paste, keep_outside,
-                                      sample_ddpm_invert, sample_regiondrag)
+from regiondrag_core.sampling import (DragPlan, InversionRecorder, blend_handle, copy_paste, inversion_chunks,
+                                      keep_outside, sample_ddpm_invert, sample_regiondrag)
 from regiondrag_core.schedule import make_schedule, step_coefficients
 
 
@@ -31,14 +31,18 @@ def attention(q, k, v, heads, attn_precision=None):
 
 
 class ToyDenoiser(torch.nn.Module):
-    """D(x, sigma): two self-attention layers over latent pixels, routed through an AttentionSwap."""
+    """D(x, sigma): two self-attention layers over latent pixels, routed through an AttentionSwap.
 
-    def __init__(self, swap: AttentionSwap, channels=4, dim=16):
+    Computes in ``dtype`` and returns float32, as ComfyUI's model wrapper does for a fp16 UNet."""
+
+    def __init__(self, swap: AttentionSwap, channels=4, dim=16, dtype=torch.float32):
         super().__init__()
         g = torch.Generator().manual_seed(0)
         self.proj = torch.nn.ParameterList([torch.nn.Parameter(torch.randn(channels, dim, generator=g) * 0.5)
                                             for _ in range(3)])
         self.out = torch.nn.Parameter(torch.randn(dim, channels, generator=g) * 0.2)
+        self.to(dtype)
+        self.dtype = dtype
         self.swap = swap
         self.register_buffer("ncalls", torch.zeros((), dtype=torch.long))  # a tensor: no recompile per call
 
@@ -49,7 +53,7 @@ class ToyDenoiser(torch.nn.Module):
     def forward(self, x, sigma, **extra):
         self.ncalls += 1
         s = sigma.view(-1, 1, 1, 1)
-        z = x / (1 + s ** 2).sqrt()
+        z = (x / (1 + s ** 2).sqrt()).to(self.dtype)
         b, c, h, w = z.shape
         tokens = z.flatten(2).transpose(1, 2)
         for layer in range(2):
@@ -57,7 +61,7 @@ class ToyDenoiser(torch.nn.Module):
             a = self.swap(q, k, v, {"n_heads": 2, "block": ("input", layer), "block_index": 0,
                                     "cond_or_uncond": [0]})
             tokens = tokens + 0.1 * (a @ self.out)
-        eps = tokens.transpose(1, 2).reshape(b, c, h, w) * 0.5
+        eps = tokens.transpose(1, 2).reshape(b, c, h, w).float() * 0.5
         return x - eps * s
 
 
@@ -67,25 +71,37 @@ def rect(x0, y0, x1, y1, size=(64, 64)):
     return m
 
 
-def run(latent, pairs=(), alpha=1.0, end_t=0.2, edit_mask=None, enabled=True, steps=20, start_t=0.5,
-        wrap=lambda m: m):
-    """Invert ``latent`` with a toy model, then drag; ``wrap`` may compile the model for either half."""
+def invert(latent, steps=20, start_t=0.5, seed=1, dtype=torch.float32, chunk=1, wrap=lambda m: m, split_key=None):
     sched = make_schedule(steps, start_t, sd_sigma)
-    bank = KVBank()
-    cap = AttentionSwap(bank, "capture", attention)
-    rec = InversionRecorder(schedule=sched, seed=1, swap=cap, latent_shape=tuple(latent.shape))
-    sigmas = torch.tensor(sched.sigmas)
-    sample_ddpm_invert(wrap(ToyDenoiser(cap)), latent.clone(), sigmas, recorder=rec)
-    inv = rec.result
+    cap = AttentionSwap(KVBank(), "capture", attention)
+    rec = InversionRecorder(schedule=sched, seed=seed, swap=cap, latent_shape=tuple(latent.shape), chunk=chunk,
+                            split_key=split_key)
+    model = ToyDenoiser(cap, dtype=dtype)
+    sample_ddpm_invert(wrap(model), latent.clone(), torch.tensor(sched.sigmas), recorder=rec)
+    return rec.result, model
+
+
+def drag(inv, pairs=(), alpha=1.0, end_t=0.2, edit_mask=None, enabled=True, seed=2, dtype=torch.float32,
+         wrap=lambda m: m, on_level=None):
     dm = build_drag_map([RegionPair(h, t) for h, t in pairs], (64, 64), (8, 8))
-    rep = AttentionSwap(bank, "replace", attention, enabled=enabled)
+    rep = AttentionSwap(inv.bank, "replace", attention, enabled=enabled)
     plan = DragPlan(inversion=inv, swap=rep,
                     handle_index=dm.handle_index() if pairs else None,
                     target_index=dm.target_index() if pairs else None,
                     handle_union=torch.from_numpy(dm.handle_union).float()[None, None] if pairs else None,
-                    edit_mask=edit_mask, alpha=alpha, seed=2, paste=sched.paste_levels(end_t))
-    model = ToyDenoiser(rep)
-    out = sample_regiondrag(wrap(model), torch.zeros_like(latent), sigmas.flip(0), plan=plan)
+                    edit_mask=edit_mask, alpha=alpha, seed=seed, paste=inv.schedule.paste_levels(end_t),
+                    on_level=on_level)
+    model = ToyDenoiser(rep, dtype=dtype)
+    out = sample_regiondrag(wrap(model), torch.zeros(inv.latent_shape), torch.tensor(inv.schedule.sigmas).flip(0),
+                            plan=plan)
+    return out, rep, model
+
+
+def run(latent, pairs=(), alpha=1.0, end_t=0.2, edit_mask=None, enabled=True, steps=20, start_t=0.5,
+        wrap=lambda m: m, dtype=torch.float32, chunk=1):
+    """Invert ``latent`` with a toy model, then drag; ``wrap`` may compile the model for either half."""
+    inv, _ = invert(latent, steps, start_t, dtype=dtype, chunk=chunk, wrap=wrap)
+    out, rep, model = drag(inv, pairs, alpha, end_t, edit_mask, enabled, dtype=dtype, wrap=wrap)
     return out, inv, rep, model
 
 
@@ -117,18 +133,27 @@ def test_inversion_noise_terms_are_ddpm_posterior_noise():
     assert 0.5 < w.std().item() < 2.0
 
 
-def test_no_pairs_reconstructs_exactly_with_kv_swap():
-    out, inv, rep, model = run(LATENT)
-    assert (out - LATENT).abs().max().item() < 1e-4
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).split(".")[1])
+def test_no_pairs_reconstructs_bit_exactly_with_kv_swap(dtype):
+    """Sequential inversion: the edit's step z_{k-1} + (m'_k - m_k) lands on the cached latents bit for
+    bit, down to the last step to sigma = 0, whatever dtype the model computes in."""
+    out, inv, rep, model = run(LATENT, dtype=dtype)
+    assert torch.equal(out, LATENT), (out - LATENT).abs().max().item()
     assert model.calls == inv.levels
     assert set(rep.calls) == {(k, ("input", l, 0)) for k in range(1, 11) for l in range(2)}
 
 
-def test_alpha0_identity_pair_reconstructs_and_a_drag_changes():
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).split(".")[1])
+def test_alpha0_identity_pair_reconstructs_bit_exactly_and_a_drag_changes(dtype):
     m = rect(8, 8, 40, 40)
-    out, *_ = run(LATENT, [(m, m)], alpha=0.0)
-    assert (out - LATENT).abs().max().item() < 1e-4
-    out, *_ = run(LATENT, [(m, rect(24, 16, 56, 48))])
+    out, *_ = run(LATENT, [(m, m)], alpha=0.0, dtype=dtype)
+    assert torch.equal(out, LATENT), (out - LATENT).abs().max().item()
+    out, *_ = run(LATENT, [(m, m)], alpha=1.0, end_t=0.0, dtype=dtype)  # pasted back at every step
+    assert torch.equal(out, LATENT), (out - LATENT).abs().max().item()
+    out, *_ = run(LATENT, [(m, rect(24, 16, 56, 48))], dtype=dtype)
     assert (out - LATENT).abs().max().item() > 1e-2
 
 
@@ -136,8 +161,74 @@ def test_edit_mask_keeps_outside_exactly():
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., :, :5] = 1
     out, *_ = run(LATENT, [(rect(0, 0, 16, 16), rect(16, 16, 32, 32))], edit_mask=mask)
-    assert torch.equal(out[..., 5:], LATENT[..., 5:]) or (out[..., 5:] - LATENT[..., 5:]).abs().max() < 1e-6
+    assert torch.equal(out[..., 5:], LATENT[..., 5:])
     assert (out[..., :5] - LATENT[..., :5]).abs().max().item() > 1e-3
+
+
+def test_handle_noise_is_independent_of_inversion_noise_at_equal_seeds():
+    """Eq. 5's eps and the inversion's forward draws are separate streams, even with equal seeds."""
+    seen = {}
+    inv, _ = invert(LATENT, seed=5)
+    handle, target = rect(0, 0, 32, 32), rect(32, 32, 64, 64)   # latent pixels [0:4, 0:4] and [4:8, 4:8]
+    drag(inv, [(handle, target)], alpha=1.0, seed=5, on_level=lambda k, z: seen.setdefault(k, z.clone()))
+    eps = seen[inv.levels][..., :4, :4]          # alpha = 1: the handle region holds eps itself
+    c = step_coefficients(inv.schedule.sigmas[0], inv.schedule.sigmas[1])
+    first_draw = ((inv.latents[1] - inv.latents[0] * c.fwd_keep) / c.fwd_noise)[..., :4, :4]
+    corr = torch.corrcoef(torch.stack([eps.flatten(), first_draw.flatten()]))[0, 1].item()
+    assert abs(corr) < 0.5, corr
+    for k in range(1, inv.levels):  # nor any later draw
+        c = step_coefficients(inv.schedule.sigmas[k], inv.schedule.sigmas[k + 1])
+        draw = ((inv.latents[k + 1] - inv.latents[k] * c.fwd_keep) / c.fwd_noise)[..., :4, :4]
+        assert not torch.allclose(draw, eps, atol=1e-2)
+    assert 0.5 < eps.std().item() < 2.0
+
+
+def test_inversion_chunks_split_by_size_and_key():
+    assert inversion_chunks(10, 1) == [(k,) for k in range(1, 11)]
+    assert inversion_chunks(10, 3) == [(1, 2, 3), (4, 5, 6), (7, 8, 9), (10,)]
+    assert inversion_chunks(10, 10) == inversion_chunks(10, 99) == [tuple(range(1, 11))]
+    assert inversion_chunks(6, 4, key=lambda k: k > 2) == [(1, 2), (3, 4, 5, 6)]
+
+
+@pytest.mark.parametrize("chunk", [3, 10])
+def test_batched_inversion_equals_sequential(chunk):
+    """All levels' model calls in batches of ``chunk``: the same latents (the forward draws need no
+    model), and posterior means and keys/values equal within float32 kernel noise."""
+    seq, seq_model = invert(LATENT)
+    bat, bat_model = invert(LATENT, chunk=chunk)
+    assert seq_model.calls == 10 and bat_model.calls == -(-10 // chunk) and bat.chunk == chunk
+    assert all(torch.equal(a, b) for a, b in zip(seq.latents, bat.latents))
+    for a, b in zip(seq.posterior_means, bat.posterior_means):
+        assert torch.allclose(a, b, atol=1e-5, rtol=0)
+    assert set(seq.bank.keys()) == set(bat.bank.keys()) and len(seq.bank.keys()) == 20
+    for key, (k, v) in seq.bank.entries.items():
+        kb, vb = bat.bank.get(*key)
+        assert kb.shape == k.shape and torch.allclose(kb, k, atol=1e-5) and torch.allclose(vb, v, atol=1e-5)
+    out, *_ = drag(bat)
+    assert (out - LATENT).abs().max().item() < 1e-4   # within kernel noise, not bit-exact
+
+
+def test_inversion_is_immutable_and_edits_leave_it_unchanged():
+    """The INVERSION that ComfyUI caches is read-only; nothing of an edit (staging buffers) lands in it."""
+    import dataclasses
+    inv, _ = invert(LATENT)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        inv.latents = ()
+    assert isinstance(inv.latents, tuple) and isinstance(inv.posterior_means, tuple)
+    with pytest.raises(RuntimeError):
+        inv.bank.put(1, ("input", 0, 0), 0, torch.zeros(1), torch.zeros(1))
+    before = {k: (a.clone(), b.clone()) for k, (a, b) in inv.bank.entries.items()}
+    nbytes, names = inv.bank.nbytes(), set(dict(inv.bank.named_parameters()))
+    pairs = [(rect(8, 8, 40, 40), rect(24, 16, 56, 48))]
+    _, rep, _ = drag(inv, pairs)
+    assert rep.staging and all(buf[0].data_ptr() not in {t.data_ptr() for kv in before.values() for t in kv}
+                               for buf in rep.staging.values())
+    assert inv.bank.nbytes() == nbytes and set(dict(inv.bank.named_parameters())) == names
+    assert all(torch.equal(inv.bank.get(*k)[0], a) and torch.equal(inv.bank.get(*k)[1], b)
+               for k, (a, b) in before.items())
+    out1, *_ = drag(inv, pairs)
+    out2, *_ = drag(inv, pairs)
+    assert torch.equal(out1, out2)
 
 
 def test_turning_kv_swap_off_changes_the_edit():
@@ -173,13 +264,15 @@ def test_kv_bank_copies_and_stages_into_the_same_buffers():
     bank.put(2, layer, 0, k2, k2 * 2)
     expected = k1.clone()
     k1.zero_()  # the model may reuse its output memory: the bank holds its own copy
-    new = []
-    staged = bank.stage(1, torch.device("cpu"), new.append)
-    kk, vv = staged[(layer, 0)]
+    new, staging = [], {}
+    stage(bank, 1, torch.device("cpu"), staging, new.append)
+    kk, vv = staging[(layer, 0)]
     assert torch.equal(kk, expected) and torch.equal(vv, expected * 2) and vv.dtype == torch.float16
     assert len(new) == 2 and bank.nbytes() == 2 * 2 * 5 * 8 * 2
-    staged = bank.stage(2, torch.device("cpu"), new.append)
-    assert staged[(layer, 0)][0] is kk and torch.equal(kk, k2) and new[2] is new[0]  # same buffer, refilled
+    stage(bank, 2, torch.device("cpu"), staging, new.append)
+    assert staging[(layer, 0)][0] is kk and torch.equal(kk, k2) and new[2] is new[0]  # same buffer, refilled
+    bank.to(torch.float32)  # a host moving the bank (module.to): readers see the moved tensors
+    assert bank.get(1, layer, 0)[0].dtype == torch.float32
 
 
 class GraphCounter:

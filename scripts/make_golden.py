@@ -1,0 +1,168 @@
+"""Write the golden vectors that pin the editor's JS preview (web/js/regiondrag_geometry.js) to the
+Python core: shape pairs at a few image sizes, the masks regiondrag_core rasterises from them, and
+the exact target -> handle point maps of regiondrag_core.mapping.map_pair (Algorithm 1, affine and
+perspective maps, hole and edge snapping), plus Algorithm 1 on masks that no shape draws (gaps,
+holes, one-pixel ranges).
+
+    python scripts/make_golden.py            # writes tests/js/golden/*.json
+    python scripts/make_golden.py --check    # exit 1 if the files differ from what the core gives now
+
+tests/js/golden.test.mjs (node --test) checks the JS against these files point for point;
+tests/test_golden.py checks the files against the core (so a change in Python is caught too).
+Uses regiondrag_core only (numpy, OpenCV).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from regiondrag_core import mapping  # noqa: E402
+from regiondrag_core.regions import RegionPair, pairs_from_shapes, parse_shapes  # noqa: E402
+
+GOLDEN_DIR = os.path.join(REPO, "tests", "js", "golden")
+TIE_EPS = 1e-6  # a transformed coordinate this close to a .5 tie may round either way
+
+
+def poly(*pts):
+    return {"type": "polygon", "points": [list(p) for p in pts]}
+
+
+def brush(*strokes):
+    return {"type": "brush", "strokes": [{"size": s, "points": [list(p) for p in pts]} for s, pts in strokes]}
+
+
+# (name, (H, W), handle, target)
+SHAPE_CASES = [
+    ("quad-perspective", (48, 64), poly((6, 8), (28, 6), (30, 30), (4, 26)),
+     poly((36, 10), (60, 14), (58, 40), (38, 36))),
+    ("quad-perspective-fractional", (37, 53), poly((3.25, 4.5), (20.75, 3.1), (22.4, 25.6), (2.6, 21.3)),
+     poly((27.3, 6.8), (50.2, 9.9), (48.7, 33.4), (29.1, 30.05))),
+    ("triangle-affine", (40, 40), poly((4, 4), (18, 6), (8, 20)), poly((22, 18), (36, 22), (26, 36))),
+    ("triangle-affine-scaled", (48, 64), poly((2, 2), (12, 2), (2, 12)), poly((30, 10), (60, 10), (30, 40))),
+    ("quad-to-pentagon-algorithm1", (48, 64), poly((6, 8), (28, 6), (30, 30), (4, 26)),
+     poly((36, 10), (58, 12), (62, 26), (52, 42), (38, 36))),
+    ("concave-quads-algorithm1", (48, 64), poly((4, 4), (28, 4), (14, 14), (4, 30)),
+     poly((34, 6), (60, 8), (46, 20), (36, 40))),
+    ("hexagon-to-triangle-algorithm1", (64, 96), poly((10, 20), (20, 8), (36, 8), (44, 20), (36, 34), (20, 34)),
+     poly((60, 10), (90, 40), (52, 54))),
+    ("brush-pair", (48, 64), brush((9, [(8, 10), (20, 24), (12, 36)])), brush((7, [(40, 8), (52, 30), (44, 42)]))),
+    ("brush-even-sizes-two-strokes", (48, 64), brush((10, [(6, 10), (26, 12)]), (6, [(10, 30)])),
+     brush((12, [(36, 20), (56, 22)]))),
+    ("brush-ring-with-holes", (64, 64), brush((5, [(10, 10), (30, 10), (30, 30), (10, 30), (10, 10)])),
+     brush((9, [(40, 36), (58, 54)]))),
+    ("brush-two-blobs-gap", (48, 96), brush((9, [(10, 20)]), (9, [(40, 22)])), brush((11, [(60, 10), (86, 36)]))),
+    ("polygon-handle-brush-target", (48, 64), poly((4, 6), (24, 4), (26, 26), (8, 30)),
+     brush((9, [(40, 10), (54, 36)]))),
+    ("thin-target-one-column", (32, 32), poly((4, 4), (14, 4), (14, 14), (4, 14)), brush((1, [(24, 4), (24, 20)]))),
+    ("partly-outside-image", (40, 48), poly((-6, -4), (16, -2), (18, 20), (-4, 18)),
+     poly((30, 20), (56, 24), (52, 50), (28, 44))),
+]
+
+
+def _mask_cases():
+    """Masks no shape draws: Algorithm 1's choices for gaps, holes and one-pixel ranges."""
+    rng = np.random.default_rng(14)
+    out = []
+    H, W = 40, 48
+    h = np.zeros((H, W), bool)
+    h[5:20, 4:10] = True
+    h[8:30, 16:20] = True  # columns 10..15 empty: nearest full column
+    h[12:14, 16:20] = False  # a hole inside columns 16..19
+    t = np.zeros((H, W), bool)
+    t[10:35, 26:44] = True
+    out.append(("mask-gaps-and-holes", h, t))
+    h = rng.random((H, W)) < 0.35
+    h[:, :5] = False
+    t = np.zeros((H, W), bool)
+    t[20:38, 30:46] = rng.random((18, 16)) < 0.8
+    out.append(("mask-random-speckle", h, t))
+    h = np.zeros((H, W), bool)
+    h[10, 5:30] = True  # one row tall
+    t = np.zeros((H, W), bool)
+    t[5:35, 40] = True  # one column wide
+    out.append(("mask-one-pixel-ranges", h, t))
+    return out
+
+
+def _flat(mask):
+    return np.flatnonzero(mask).astype(int).tolist()
+
+
+def _map_entry(pair, size):
+    H, W = size
+    hxy, txy, hm, tm = mapping.map_pair(pair, 1)
+    hp, tp = pair.handle_polygon, pair.target_polygon
+    method = "algorithm1"
+    ambiguous = []
+    if mapping._uses_transform(hp, tp) and np.array_equal(hm, pair.handle) and np.array_equal(tm, pair.target):
+        method = "affine" if len(tp) == 3 else "perspective"
+        u, v = mapping._transform_points(hp, tp, txy[:, 0], txy[:, 1])
+        tie = (np.abs(np.abs(u - np.floor(u)) - 0.5) < TIE_EPS) | (np.abs(np.abs(v - np.floor(v)) - 0.5) < TIE_EPS)
+        ambiguous = np.flatnonzero(tie).astype(int).tolist()
+    return {
+        "method": method,
+        "handle_mask": _flat(pair.handle),
+        "target_mask": _flat(pair.target),
+        "map": {"target": (txy[:, 1] * W + txy[:, 0]).astype(int).tolist(),
+                "handle": (hxy[:, 1] * W + hxy[:, 0]).astype(int).tolist()},
+        "ambiguous": ambiguous,
+    }
+
+
+def build() -> dict:
+    """File name -> JSON-able content."""
+    shapes = []
+    for name, (H, W), hs, ts in SHAPE_CASES:
+        text = json.dumps({"version": 1, "width": W, "height": H, "pairs": [{"handle": hs, "target": ts}]})
+        (pair,) = pairs_from_shapes(parse_shapes(text), (H, W))
+        shapes.append({"name": name, "size": [H, W], "shapes": text, **_map_entry(pair, (H, W))})
+    masks = []
+    for name, h, t in _mask_cases():
+        H, W = h.shape
+        masks.append({"name": name, "size": [H, W], **_map_entry(RegionPair(handle=h, target=t), (H, W))})
+    header = ("Written by scripts/make_golden.py from regiondrag_core; do not edit. Masks and maps are flat "
+              "pixel indices y * W + x; map[i]: target pixel -> handle pixel (regiondrag_core.mapping.map_pair). "
+              "'ambiguous': map rows whose transformed coordinate is a .5 tie (either rounding is right).")
+    return {"shapes.json": {"about": header, "cases": shapes}, "masks.json": {"about": header, "cases": masks}}
+
+
+def render(content) -> str:
+    return json.dumps(content, separators=(",", ":")) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="compare with the files instead of writing them")
+    args = ap.parse_args(argv)
+    files = build()
+    stale = []
+    for name, content in files.items():
+        path = os.path.join(GOLDEN_DIR, name)
+        text = render(content)
+        if args.check:
+            try:
+                with open(path) as f:
+                    same = f.read() == text
+            except OSError:
+                same = False
+            if not same:
+                stale.append(path)
+        else:
+            os.makedirs(GOLDEN_DIR, exist_ok=True)
+            with open(path, "w") as f:
+                f.write(text)
+            print(f"wrote {path} ({len(content['cases'])} cases)")
+    for p in stale:
+        print(f"stale: {p} (run python scripts/make_golden.py)")
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+// The editor's preview geometry (web/js/regiondrag_geometry.js) against the Python core, point for
+// point, on golden vectors written by scripts/make_golden.py from regiondrag_core (the files are
+// checked against the core by tests/test_golden.py).
+import test from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+
+import { mapPairMasks, mapPairPoints, parseShapes, rasterizeShape } from "../../web/js/regiondrag_geometry.js";
+
+const load = (name) => JSON.parse(readFileSync(new URL(`./golden/${name}`, import.meta.url), "utf8")).cases;
+const SHAPES = load("shapes.json");
+const MASKS = load("masks.json");
+
+function maskOf(flat, W, H) {
+  const m = new Uint8Array(W * H);
+  for (const i of flat) m[i] = 1;
+  return m;
+}
+
+function pairOf(c) {
+  if (!c.shapes) return { handle: null, target: null };
+  const r = parseShapes(c.shapes);
+  assert.ok(r.ok, r.error);
+  return r.pairs[0];
+}
+
+/** Rows where the JS map differs from the golden map (ambiguous .5 ties excepted). */
+function mapDiff(c, got) {
+  const want = c.map;
+  assert.deepEqual(Array.from(got.target), want.target, `${c.name}: target pixels`);
+  const amb = new Set(c.ambiguous);
+  const bad = [];
+  for (let i = 0; i < want.handle.length; i++) {
+    if (got.handle[i] !== want.handle[i] && !amb.has(i)) bad.push(i);
+  }
+  return bad;
+}
+
+for (const c of [...SHAPES, ...MASKS]) {
+  test(`${c.name}: ${c.method} map on the core's masks equals the core's, point for point`, () => {
+    const [H, W] = c.size;
+    const got = mapPairMasks(pairOf(c), maskOf(c.handle_mask, W, H), maskOf(c.target_mask, W, H), W, H);
+    const bad = mapDiff(c, got);
+    const show = bad.slice(0, 5).map((i) => {
+      const p = (k) => [k % W, Math.floor(k / W)];
+      return `target ${p(c.map.target[i])}: js ${p(got.handle[i])} core ${p(c.map.handle[i])}`;
+    });
+    assert.equal(bad.length, 0, `${bad.length} of ${c.map.target.length} points differ:\n${show.join("\n")}`);
+  });
+}
+
+// Rasterisation is not bit-exact: the core draws with OpenCV (cv2.fillPoly, cv2.circle and thick
+// cv2.line in 1/16-px fixed point), the JS port with exact geometry (pixel centres inside the
+// polygon plus the pixels its edges pass through; centres within floor(d/2) of a brush stroke).
+// They may differ only on the region's edge: every differing pixel touches (8-neighbourhood) a
+// pixel of the other class in the core's mask. Counts are reported as test diagnostics.
+function edgeOnlyDiff(mine, want, W, H) {
+  let diff = 0, inner = 0;
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) {
+      const i = y * W + x;
+      if (!mine[i] === !want[i]) continue;
+      diff++;
+      let edge = false;
+      for (let dy = -1; dy <= 1 && !edge; dy++) {
+        for (let dx = -1; dx <= 1 && !edge; dx++) {
+          const u = x + dx, v = y + dy;
+          if (u >= 0 && v >= 0 && u < W && v < H && !want[v * W + u] !== !want[i]) edge = true;
+        }
+      }
+      if (!edge) inner++;
+    }
+  }
+  return { diff, inner };
+}
+
+for (const c of SHAPES) {
+  test(`${c.name}: rasterisation differs from the core's on edge pixels only; the whole map`, (t) => {
+    const [H, W] = c.size;
+    const pair = pairOf(c);
+    const notes = [];
+    for (const side of ["handle", "target"]) {
+      const want = maskOf(c[`${side}_mask`], W, H);
+      const { diff, inner } = edgeOnlyDiff(rasterizeShape(pair[side], W, H), want, W, H);
+      notes.push(`${side} ${diff}/${c[`${side}_mask`].length} px differ`);
+      assert.equal(inner, 0, `${side}: ${inner} differing pixels are not on the region's edge`);
+    }
+    const got = mapPairPoints(pair, W, H);
+    const want = new Map(c.map.target.map((ti, k) => [ti, c.map.handle[k]]));
+    let same = 0;
+    for (let k = 0; k < got.target.length; k++) if (want.get(got.target[k]) === got.handle[k]) same++;
+    const share = same / c.map.target.length;
+    notes.push(`map from the shapes: ${same}/${c.map.target.length} target pixels as the core`);
+    t.diagnostic(`${c.name}: ${notes.join("; ")}`);
+    assert.ok(share >= 0.75, notes.join("; "));
+  });
+}

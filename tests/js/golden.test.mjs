@@ -49,11 +49,12 @@ for (const c of [...SHAPES, ...MASKS]) {
   });
 }
 
-// Rasterisation is not bit-exact: the core draws with OpenCV (cv2.fillPoly, cv2.circle and thick
-// cv2.line in 1/16-px fixed point), the JS port with exact geometry (pixel centres inside the
-// polygon plus the pixels its edges pass through; centres within floor(d/2) of a brush stroke).
-// They may differ only on the region's edge: every differing pixel touches (8-neighbourhood) a
-// pixel of the other class in the core's mask. Counts are reported as test diagnostics.
+// Polygons are rasterised as the core's cv2.fillPoly, pixel for pixel, so a pair of polygons maps
+// exactly as in the core. Brush strokes are not bit-exact: the core draws them with cv2.circle and
+// thick cv2.line (1/16-px fixed point, OpenCV's circle polygons), the JS port with exact geometry
+// (pixel centres within floor(d/2) of the stroke). They may differ only on the region's edge: every
+// differing pixel touches (8-neighbourhood) a pixel of the other class in the core's mask. Counts
+// are reported as test diagnostics.
 function edgeOnlyDiff(mine, want, W, H) {
   let diff = 0, inner = 0;
   for (let y = 0; y < H; y++) {
@@ -84,6 +85,7 @@ for (const c of SHAPES) {
       const { diff, inner } = edgeOnlyDiff(rasterizeShape(pair[side], W, H), want, W, H);
       notes.push(`${side} ${diff}/${c[`${side}_mask`].length} px differ`);
       assert.equal(inner, 0, `${side}: ${inner} differing pixels are not on the region's edge`);
+      if (pair[side].type === "polygon") assert.equal(diff, 0, `${side} polygon: ${diff} pixels differ from cv2.fillPoly`);
     }
     const got = mapPairPoints(pair, W, H);
     const want = new Map(c.map.target.map((ti, k) => [ti, c.map.handle[k]]));
@@ -95,5 +97,8 @@ for (const c of SHAPES) {
     // Algorithm 1 scales whole columns: one edge column more or less moves many points, so
     // the whole map is only as close as the rasterisation (reported, not bounded).
     assert.ok(share > 0.3, notes.join("; "));
+    if (pair.handle.type === "polygon" && pair.target.type === "polygon") {
+      assert.equal(mapDiff(c, got).length, 0, "a polygon pair maps exactly as in the core");
+    }
   });
 }

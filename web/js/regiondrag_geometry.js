@@ -233,43 +233,207 @@ export function polygonProblem(pts) {
 
 // ------------------------------------------------------------------------------ preview
 
+// ---------------------------------------------------------------- OpenCV's polygon fill
+//
+// regiondrag_core rasterises polygons with cv2.fillPoly(..., LINE_8, shift=4). The functions
+// below follow OpenCV's drawing.cpp (CollectPolyEdges, FillEdgeCollection, Line with an 8-connected
+// LineIterator and clipLine) step for step, in the same fixed-point integers, so the editor's
+// polygons cover exactly the pixels the backend's do (tests/js/golden.test.mjs).
+
+const XY_SHIFT = 16, XY_ONE = 1 << XY_SHIFT, CV_SHIFT = 4;
+const shr = (v, k) => Math.floor(v / 2 ** k); // int64 >> k (arithmetic)
+const tdiv = (a, b) => Math.trunc(a / b); // C integer division (exact for |a| < 2^53)
+
+/** cv::clipLine on an image of W x H; returns [x1, y1, x2, y2] or null when outside. */
+function clipLine(W, H, x1, y1, x2, y2) {
+  const right = W - 1, bottom = H - 1;
+  const code = (x, y) => (x < 0) + (x > right) * 2 + (y < 0) * 4 + (y > bottom) * 8;
+  let c1 = code(x1, y1), c2 = code(x2, y2);
+  if ((c1 & c2) === 0 && (c1 | c2) !== 0) {
+    if (c1 & 12) {
+      const a = c1 < 8 ? 0 : bottom;
+      x1 += tdiv((a - y1) * (x2 - x1), y2 - y1);
+      y1 = a;
+      c1 = (x1 < 0) + (x1 > right) * 2;
+    }
+    if (c2 & 12) {
+      const a = c2 < 8 ? 0 : bottom;
+      x2 += tdiv((a - y2) * (x2 - x1), y2 - y1);
+      y2 = a;
+      c2 = (x2 < 0) + (x2 > right) * 2;
+    }
+    if ((c1 & c2) === 0 && (c1 | c2) !== 0) {
+      if (c1) {
+        const a = c1 === 1 ? 0 : right;
+        y1 += tdiv((a - x1) * (y2 - y1), x2 - x1);
+        x1 = a;
+        c1 = 0;
+      }
+      if (c2) {
+        const a = c2 === 1 ? 0 : right;
+        y2 += tdiv((a - x2) * (y2 - y1), x2 - x1);
+        x2 = a;
+        c2 = 0;
+      }
+    }
+  }
+  return (c1 | c2) === 0 ? [x1, y1, x2, y2] : null;
+}
+
+/** cv::Line with an 8-connected LineIterator (left to right). */
+function line8(m, W, H, x1, y1, x2, y2) {
+  if (x1 < 0 || x1 >= W || x2 < 0 || x2 >= W || y1 < 0 || y1 >= H || y2 < 0 || y2 >= H) {
+    const c = clipLine(W, H, x1, y1, x2, y2);
+    if (!c) return;
+    [x1, y1, x2, y2] = c;
+  }
+  let dx = x2 - x1, dy = y2 - y1;
+  if (dx < 0) {
+    [x1, y1] = [x2, y2];
+    dx = -dx;
+    dy = -dy;
+  }
+  const sy = dy < 0 ? -1 : 1;
+  dy = Math.abs(dy);
+  const steep = dy > dx;
+  const major = steep ? dy : dx, minor = steep ? dx : dy;
+  let err = major - 2 * minor;
+  const plusDelta = 2 * major, minusDelta = -2 * minor;
+  let x = x1, y = y1;
+  for (let i = 0; i <= major; i++) {
+    m[y * W + x] = 1;
+    const step = err < 0;
+    err += minusDelta + (step ? plusDelta : 0);
+    if (steep) {
+      y += sy;
+      if (step) x += 1;
+    } else {
+      x += 1;
+      if (step) y += sy;
+    }
+  }
+}
+
+/** cv::fillPoly(img, [pts], 1, LINE_8, shift = 4) for points in 1/16 px (integers). */
+function fillPolyFixed(m, W, H, v) {
+  const n = v.length;
+  const delta = (1 << CV_SHIFT) >> 1;
+  const edges = [];
+  const conv = ([x, y]) => [x * 2 ** (XY_SHIFT - CV_SHIFT), shr(y + delta, CV_SHIFT)];
+  let [x0, y0] = conv(v[n - 1]);
+  for (let i = 0; i < n; i++) {
+    const [x1, y1] = conv(v[i]);
+    line8(m, W, H, shr(x0 + (XY_ONE >> 1), XY_SHIFT), y0, shr(x1 + (XY_ONE >> 1), XY_SHIFT), y1);
+    if (y0 !== y1) {
+      const e = y0 < y1 ? { y0, y1, x: x0 } : { y0: y1, y1: y0, x: x1 };
+      e.dx = tdiv(x1 - x0, y1 - y0);
+      edges.push(e);
+    }
+    [x0, y0] = [x1, y1];
+  }
+  if (edges.length < 2) return;
+  let yMin = Infinity, yMax = -Infinity, xMin = Infinity, xMax = -Infinity;
+  for (const e of edges) {
+    const xe = e.x + (e.y1 - e.y0) * e.dx;
+    yMin = Math.min(yMin, e.y0);
+    yMax = Math.max(yMax, e.y1);
+    xMin = Math.min(xMin, e.x, xe);
+    xMax = Math.max(xMax, e.x, xe);
+  }
+  if (yMax < 0 || yMin >= H || xMax < 0 || xMin >= W * XY_ONE) return;
+  edges.sort((a, b) => (a.y0 - b.y0) || (a.x - b.x) || (a.dx - b.dx));
+  const total = edges.length;
+  edges.push({ y0: Infinity });
+  const head = { next: null }; // the active edge list, kept sorted by x
+  let i = 0;
+  let e = edges[0];
+  yMax = Math.min(yMax, H);
+  for (let y = e.y0; y < yMax; y++) {
+    let prelast = head, last = head.next, draw = false, keep;
+    while (last || e.y0 === y) {
+      if (last && last.y1 === y) { // the edge ends here
+        prelast.next = last.next;
+        last = last.next;
+        continue;
+      }
+      keep = prelast;
+      if (last && (e.y0 > y || last.x < e.x)) {
+        prelast = last;
+        last = last.next;
+      } else if (i < total) { // the edge starts here
+        prelast.next = e;
+        e.next = last;
+        prelast = e;
+        e = edges[++i];
+      } else {
+        break;
+      }
+      if (draw) {
+        if (y >= 0) {
+          let xa, xb;
+          if (keep.x > prelast.x) {
+            xa = shr(prelast.x + XY_ONE - 1, XY_SHIFT);
+            xb = shr(keep.x, XY_SHIFT);
+          } else {
+            xa = shr(keep.x + XY_ONE - 1, XY_SHIFT);
+            xb = shr(prelast.x, XY_SHIFT);
+          }
+          if (xa < W && xb >= 0) {
+            for (let x = Math.max(xa, 0); x <= Math.min(xb, W - 1); x++) m[y * W + x] = 1;
+          }
+        }
+        keep.x += keep.dx;
+        prelast.x += prelast.dx;
+      }
+      draw = !draw;
+    }
+    // bubble sort of the active list by x
+    let sorted = false, stop = null;
+    do {
+      sorted = false;
+      prelast = head;
+      last = head.next;
+      while (last !== stop && last.next) {
+        const te = last.next;
+        if (last.x > te.x) {
+          prelast.next = te;
+          last.next = te.next;
+          te.next = last;
+          prelast = te;
+          sorted = true;
+        } else {
+          prelast = last;
+          last = te;
+        }
+      }
+      stop = prelast;
+    } while (sorted && stop !== head.next && stop !== head);
+  }
+}
+
+/** Pixel coordinates to the core's fixed point (regions._fixed: round half to even, 1/16 px). */
+function toFixed(p) {
+  const lim = (2 ** 31 - 1) / (1 << CV_SHIFT) - 1;
+  return p.map((c) => rint(Math.min(lim, Math.max(-lim, c)) * (1 << CV_SHIFT)));
+}
+
+/** The core's _dedupe_closed: no repeated consecutive vertices, no closing copy of the first. */
+function dedupeClosed(pts) {
+  const out = pts.filter((p, k) => k === 0 || Math.abs(p[0] - pts[k - 1][0]) > 1e-9 || Math.abs(p[1] - pts[k - 1][1]) > 1e-9);
+  while (out.length > 1 && Math.abs(out[out.length - 1][0] - out[0][0]) <= 1e-9 && Math.abs(out[out.length - 1][1] - out[0][1]) <= 1e-9) out.pop();
+  return out;
+}
+
 /**
- * Bool mask (Uint8Array W*H) of a shape at the image size, following the backend's rasteriser
- * (regiondrag_core.regions.rasterize_shape, OpenCV) up to edge pixels: a polygon covers the pixel
- * centres inside it and the pixels its edges pass through; a brush stroke of diameter d covers the
- * pixel centres within about floor(d / 2) of its polyline.
+ * Bool mask (Uint8Array W*H) of a shape at the image size, as regiondrag_core.regions.rasterize_shape:
+ * polygons exactly as the core's cv2.fillPoly; brush strokes up to edge pixels (the pixel centres
+ * within floor(d / 2) of the stroke's polyline, where OpenCV draws circles and thick lines).
  */
 export function rasterizeShape(s, W, H) {
   const m = new Uint8Array(W * H);
-  const set = (x, y) => {
-    if (x >= 0 && y >= 0 && x < W && y < H) m[y * W + x] = 1;
-  };
   if (s.type === "polygon") {
-    const p = s.points;
-    const n = p.length;
-    const ys = p.map((q) => q[1]);
-    const y0 = Math.max(0, Math.ceil(Math.min(...ys))), y1 = Math.min(H - 1, Math.floor(Math.max(...ys)));
-    for (let y = y0; y <= y1; y++) {
-      const xs = [];
-      for (let i = 0; i < n; i++) {
-        const [ax, ay] = p[i];
-        const [bx, by] = p[(i + 1) % n];
-        if ((ay <= y && by > y) || (by <= y && ay > y)) xs.push(ax + ((y - ay) * (bx - ax)) / (by - ay));
-      }
-      xs.sort((a, b) => a - b);
-      for (let k = 0; k + 1 < xs.length; k += 2) {
-        const xa = Math.max(0, Math.ceil(xs[k])), xb = Math.min(W - 1, Math.floor(xs[k + 1]));
-        for (let x = xa; x <= xb; x++) m[y * W + x] = 1;
-      }
-    }
-    for (let i = 0; i < n; i++) { // edges, as a line rasteriser draws them
-      const [ax, ay] = p[i];
-      const [bx, by] = p[(i + 1) % n];
-      const steps = Math.max(1, Math.ceil(2 * Math.max(Math.abs(bx - ax), Math.abs(by - ay))));
-      for (let k = 0; k <= steps; k++) {
-        set(Math.round(ax + ((bx - ax) * k) / steps), Math.round(ay + ((by - ay) * k) / steps));
-      }
-    }
+    const p = dedupeClosed(s.points);
+    if (p.length >= 3) fillPolyFixed(m, W, H, p.map(toFixed));
     return m;
   }
   for (const st of s.strokes) {

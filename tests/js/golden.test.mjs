@@ -49,12 +49,9 @@ for (const c of [...SHAPES, ...MASKS]) {
   });
 }
 
-// Polygons are rasterised as the core's cv2.fillPoly, pixel for pixel, so a pair of polygons maps
-// exactly as in the core. Brush strokes are not bit-exact: the core draws them with cv2.circle and
-// thick cv2.line (1/16-px fixed point, OpenCV's circle polygons), the JS port with exact geometry
-// (pixel centres within floor(d/2) of the stroke). They may differ only on the region's edge: every
-// differing pixel touches (8-neighbourhood) a pixel of the other class in the core's mask. Counts
-// are reported as test diagnostics.
+// The JS port draws shapes as the core's OpenCV calls do (cv2.fillPoly for polygons, cv2.circle and
+// thick cv2.line for brush strokes, 1/16-px fixed point), so masks and whole maps must be equal.
+// Where they are not, the report says whether the difference stays on the region's edge.
 function edgeOnlyDiff(mine, want, W, H) {
   let diff = 0, inner = 0;
   for (let y = 0; y < H; y++) {
@@ -76,7 +73,7 @@ function edgeOnlyDiff(mine, want, W, H) {
 }
 
 for (const c of SHAPES) {
-  test(`${c.name}: rasterisation differs from the core's on edge pixels only; the whole map`, (t) => {
+  test(`${c.name}: rasterisation and the whole map from the shapes equal the core's`, (t) => {
     const [H, W] = c.size;
     const pair = pairOf(c);
     const notes = [];
@@ -84,8 +81,7 @@ for (const c of SHAPES) {
       const want = maskOf(c[`${side}_mask`], W, H);
       const { diff, inner } = edgeOnlyDiff(rasterizeShape(pair[side], W, H), want, W, H);
       notes.push(`${side} ${diff}/${c[`${side}_mask`].length} px differ`);
-      assert.equal(inner, 0, `${side}: ${inner} differing pixels are not on the region's edge`);
-      if (pair[side].type === "polygon") assert.equal(diff, 0, `${side} polygon: ${diff} pixels differ from cv2.fillPoly`);
+      assert.equal(diff, 0, `${side} ${pair[side].type}: ${diff} pixels differ from OpenCV's (${inner} off the edge)`);
     }
     const got = mapPairPoints(pair, W, H);
     const want = new Map(c.map.target.map((ti, k) => [ti, c.map.handle[k]]));
@@ -94,11 +90,7 @@ for (const c of SHAPES) {
     const share = same / c.map.target.length;
     notes.push(`map from the shapes: ${same}/${c.map.target.length} target pixels as the core`);
     t.diagnostic(`${c.name}: ${notes.join("; ")}`);
-    // Algorithm 1 scales whole columns: one edge column more or less moves many points, so
-    // the whole map is only as close as the rasterisation (reported, not bounded).
-    assert.ok(share > 0.3, notes.join("; "));
-    if (pair.handle.type === "polygon" && pair.target.type === "polygon") {
-      assert.equal(mapDiff(c, got).length, 0, "a polygon pair maps exactly as in the core");
-    }
+    assert.equal(share, 1, notes.join("; "));
+    assert.equal(mapDiff(c, got).length, 0, "the pair maps exactly as in the core");
   });
 }

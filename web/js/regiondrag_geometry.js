@@ -411,6 +411,175 @@ function fillPolyFixed(m, W, H, v) {
   }
 }
 
+// ----------------------------------------------------- OpenCV's circles and thick lines
+//
+// Brush strokes: the core draws cv2.circle(..., -1, LINE_8, shift=4) at every point and
+// cv2.line(..., thickness, LINE_8, shift=4) between them. Ported from drawing.cpp: EllipseEx
+// (ellipse2Poly with OpenCV's sine table), FillConvexPoly with Line2 outlines, ThickLine with
+// integer Circle caps.
+
+const SIN_TABLE = Float32Array.from({ length: 451 }, (_, k) => Number(Math.sin((k * Math.PI) / 180).toFixed(7)));
+const hline = (m, W, y, xa, xb) => {
+  for (let x = xa; x <= xb; x++) m[y * W + x] = 1;
+};
+
+/** cv::Line2: a line between points in 16.16 fixed point. */
+function line2(m, W, H, x1, y1, x2, y2) {
+  const c = clipLine(W * XY_ONE, H * XY_ONE, x1, y1, x2, y2);
+  if (!c) return;
+  [x1, y1, x2, y2] = c;
+  let dx = x2 - x1, dy = y2 - y1;
+  const ax = Math.abs(dx), ay = Math.abs(dy);
+  let xStep, yStep, ecount;
+  if (ax > ay) {
+    if (dx < 0) [x1, y1, x2, y2, dy] = [x2, y2, x1, y1, -dy];
+    xStep = XY_ONE;
+    yStep = tdiv(dy * XY_ONE, ax | 1);
+    ecount = shr(x2 - x1, XY_SHIFT);
+  } else {
+    if (dy < 0) [x1, y1, x2, y2, dx] = [x2, y2, x1, y1, -dx];
+    xStep = tdiv(dx * XY_ONE, ay | 1);
+    yStep = XY_ONE;
+    ecount = shr(y2 - y1, XY_SHIFT);
+  }
+  x1 += XY_ONE >> 1;
+  y1 += XY_ONE >> 1;
+  const put = (x, y) => {
+    if (x >= 0 && x < W && y >= 0 && y < H) m[y * W + x] = 1;
+  };
+  put(shr(x2 + (XY_ONE >> 1), XY_SHIFT), shr(y2 + (XY_ONE >> 1), XY_SHIFT));
+  if (ax > ay) {
+    let x = shr(x1, XY_SHIFT), y = y1;
+    for (; ecount >= 0; ecount--, x++, y += yStep) put(x, shr(y, XY_SHIFT));
+  } else {
+    let x = x1, y = shr(y1, XY_SHIFT);
+    for (; ecount >= 0; ecount--, y++, x += xStep) put(shr(x, XY_SHIFT), y);
+  }
+}
+
+/** cv::FillConvexPoly(v, LINE_8, shift = XY_SHIFT). */
+function fillConvexPoly(m, W, H, v) {
+  const n = v.length;
+  const delta = XY_ONE >> 1, delta1 = XY_ONE >> 1, delta2 = XY_ONE >> 1;
+  let imin = 0, xmin = v[0][0], xmax = v[0][0], ymin = v[0][1], ymax = v[0][1];
+  let p0 = v[n - 1];
+  for (let i = 0; i < n; i++) {
+    const p = v[i];
+    if (p[1] < ymin) {
+      ymin = p[1];
+      imin = i;
+    }
+    ymax = Math.max(ymax, p[1]);
+    xmax = Math.max(xmax, p[0]);
+    xmin = Math.min(xmin, p[0]);
+    line2(m, W, H, p0[0], p0[1], p[0], p[1]);
+    p0 = p;
+  }
+  xmin = shr(xmin + delta, XY_SHIFT);
+  xmax = shr(xmax + delta, XY_SHIFT);
+  ymin = shr(ymin + delta, XY_SHIFT);
+  ymax = shr(ymax + delta, XY_SHIFT);
+  if (n < 3 || xmax < 0 || ymax < 0 || xmin >= W || ymin >= H) return;
+  ymax = Math.min(ymax, H - 1);
+  const edge = [{ idx: imin, di: 1, x: -XY_ONE, dx: 0, ye: ymin }, { idx: imin, di: n - 1, x: -XY_ONE, dx: 0, ye: ymin }];
+  let edges = n;
+  let y = ymin;
+  do {
+    for (const e of edge) {
+      if (y < e.ye) continue;
+      let idx0 = e.idx, idx = idx0 + e.di;
+      if (idx >= n) idx -= n;
+      for (; edges-- > 0;) {
+        const ty = shr(v[idx][1] + delta, XY_SHIFT);
+        if (ty > y) {
+          const xs = v[idx0][0], xe = v[idx][0];
+          e.ye = ty;
+          e.dx = tdiv((xe - xs) * 2 + (ty - y), 2 * (ty - y));
+          e.x = xs;
+          e.idx = idx;
+          break;
+        }
+        idx0 = idx;
+        idx += e.di;
+        if (idx >= n) idx -= n;
+      }
+    }
+    if (edges < 0) break;
+    if (y >= 0) {
+      const [l, r] = edge[0].x > edge[1].x ? [edge[1], edge[0]] : [edge[0], edge[1]];
+      let xa = shr(l.x + delta1, XY_SHIFT), xb = shr(r.x + delta2, XY_SHIFT);
+      if (xb >= 0 && xa < W) hline(m, W, y, Math.max(xa, 0), Math.min(xb, W - 1));
+    }
+    edge[0].x += edge[0].dx;
+    edge[1].x += edge[1].dx;
+  } while (++y <= ymax);
+}
+
+/** cv::circle(img, c, r, 1, FILLED, LINE_8, shift = 4) with c, r in 1/16 px: EllipseEx. */
+function fillCircleFixed(m, W, H, cx, cy, r) {
+  cx *= 2 ** (XY_SHIFT - CV_SHIFT);
+  cy *= 2 ** (XY_SHIFT - CV_SHIFT);
+  r *= 2 ** (XY_SHIFT - CV_SHIFT);
+  let delta = shr(r + (XY_ONE >> 1), XY_SHIFT);
+  delta = delta < 3 ? 90 : delta < 10 ? 30 : delta < 15 ? 18 : 5;
+  const v = [];
+  for (let i = 0; i < 360 + delta; i += delta) {
+    const a = Math.min(i, 360);
+    const px = cx + r * SIN_TABLE[450 - a], py = cy + r * SIN_TABLE[a];
+    let x = rint(px / XY_ONE) * XY_ONE, y = rint(py / XY_ONE) * XY_ONE;
+    x += rint(px - x);
+    y += rint(py - y);
+    const last = v[v.length - 1];
+    if (!last || last[0] !== x || last[1] !== y) v.push([x, y]);
+  }
+  fillConvexPoly(m, W, H, v.length === 1 ? [[cx, cy], [cx, cy]] : v);
+}
+
+/** cv::Circle (integer centre and radius, filled), ThickLine's round caps. */
+function circleInt(m, W, H, cx, cy, radius) {
+  let err = 0, dx = radius, dy = 0, plus = 1, minus = (radius << 1) - 1;
+  const row = (y, xa, xb) => {
+    if (y >= 0 && y < H && xa < W && xb >= 0) hline(m, W, y, Math.max(xa, 0), Math.min(xb, W - 1));
+  };
+  while (dx >= dy) {
+    row(cy - dy, cx - dx, cx + dx);
+    row(cy + dy, cx - dx, cx + dx);
+    row(cy - dx, cx - dy, cx + dy);
+    row(cy + dx, cx - dy, cx + dy);
+    dy++;
+    err += plus;
+    plus += 2;
+    const mask = (err <= 0) ? 0 : -1;
+    err -= minus & mask;
+    dx += mask;
+    minus -= mask & 2;
+  }
+}
+
+/** cv::line(img, p0, p1, 1, thickness, LINE_8, shift = 4) with points in 1/16 px: ThickLine. */
+function thickLineFixed(m, W, H, p0, p1, thickness) {
+  const k = 2 ** (XY_SHIFT - CV_SHIFT);
+  let [x0, y0] = [p0[0] * k, p0[1] * k];
+  const [x1, y1] = [p1[0] * k, p1[1] * k];
+  if (thickness <= 1) {
+    line2(m, W, H, x0, y0, x1, y1);
+    return;
+  }
+  const dx = (x0 - x1) / XY_ONE, dy = (y1 - y0) / XY_ONE;
+  let r = dx * dx + dy * dy;
+  const odd = thickness & 1;
+  const t = thickness * 2 ** (XY_SHIFT - 1);
+  if (Math.abs(r) > Number.EPSILON) {
+    r = (t + odd * XY_ONE * 0.5) / Math.sqrt(r);
+    const ddx = rint(dy * r), ddy = rint(dx * r);
+    fillConvexPoly(m, W, H, [[x0 + ddx, y0 + ddy], [x0 - ddx, y0 - ddy], [x1 - ddx, y1 - ddy], [x1 + ddx, y1 + ddy]]);
+  }
+  const rad = shr(t + (XY_ONE >> 1), XY_SHIFT);
+  for (const [x, y] of [[x0, y0], [x1, y1]]) {
+    circleInt(m, W, H, shr(x + (XY_ONE >> 1), XY_SHIFT), shr(y + (XY_ONE >> 1), XY_SHIFT), rad);
+  }
+}
+
 /** Pixel coordinates to the core's fixed point (regions._fixed: round half to even, 1/16 px). */
 function toFixed(p) {
   const lim = (2 ** 31 - 1) / (1 << CV_SHIFT) - 1;
@@ -425,9 +594,8 @@ function dedupeClosed(pts) {
 }
 
 /**
- * Bool mask (Uint8Array W*H) of a shape at the image size, as regiondrag_core.regions.rasterize_shape:
- * polygons exactly as the core's cv2.fillPoly; brush strokes up to edge pixels (the pixel centres
- * within floor(d / 2) of the stroke's polyline, where OpenCV draws circles and thick lines).
+ * Bool mask (Uint8Array W*H) of a shape at the image size, as regiondrag_core.regions.rasterize_shape
+ * draws it with OpenCV: polygons as cv2.fillPoly, brush strokes as cv2.circle and thick cv2.line.
  */
 export function rasterizeShape(s, W, H) {
   const m = new Uint8Array(W * H);
@@ -437,21 +605,11 @@ export function rasterizeShape(s, W, H) {
     return m;
   }
   for (const st of s.strokes) {
-    // OpenCV: dots of radius R = floor(d / 2); lines 2R thick, whose filled outline also takes
-    // the pixels it passes through (about half a pixel more).
+    // as regions.rasterize_shape: dots of radius R = floor(d / 2), lines 2R (at least 1) thick
     const R = Math.floor(st.size / 2 + 1e-9);
-    const pts = st.points;
-    const parts = pts.map((q) => [q, q, R]);
-    for (let i = 0; i + 1 < pts.length; i++) parts.push([pts[i], pts[i + 1], R + 0.5]);
-    for (const [[ax, ay], [bx, by], r] of parts) {
-      const x0 = Math.max(0, Math.ceil(Math.min(ax, bx) - r)), x1 = Math.min(W - 1, Math.floor(Math.max(ax, bx) + r));
-      const y0 = Math.max(0, Math.ceil(Math.min(ay, by) - r)), y1 = Math.min(H - 1, Math.floor(Math.max(ay, by) + r));
-      for (let y = y0; y <= y1; y++) {
-        for (let x = x0; x <= x1; x++) {
-          if (!m[y * W + x] && distToSegment(x, y, ax, ay, bx, by) <= r + 1e-6) m[y * W + x] = 1;
-        }
-      }
-    }
+    const pts = st.points.map(toFixed);
+    for (const [x, y] of pts) fillCircleFixed(m, W, H, x, y, R << CV_SHIFT);
+    for (let k = 0; k + 1 < pts.length; k++) thickLineFixed(m, W, H, pts[k], pts[k + 1], Math.max(1, 2 * R));
   }
   return m;
 }

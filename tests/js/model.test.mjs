@@ -213,3 +213,14 @@ test("hit test: later pairs and targets first; brush radius counts", () => {
   assert.deepEqual(m.hitTest([41, 50], 0), { pair: 0, side: "handle" });
   assert.equal(m.hitTest([41, 70], 0), null);
 });
+
+test("committed shapes keep the JSON text's precision, so the model is what the backend reads", () => {
+  const { m } = model();
+  polygon(m, [[10.123456, 10.987654], [50.005, 10], [50, 40.3333333]]);
+  m.addStroke({ size: 12.345678, points: [[1.23456, 2.34567]] });
+  assert.deepEqual(m.pairs[0].handle.points, [[10.12, 10.99], [50.01, 10], [50, 40.33]]);
+  assert.deepEqual(m.pairs[0].target.strokes[0], { size: 12.35, points: [[1.23, 2.35]] });
+  const again = new ShapesModel();
+  again.load(m.toText());
+  assert.deepEqual(again.pairs, m.pairs);
+});

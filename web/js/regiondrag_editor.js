@@ -147,7 +147,11 @@ class EditorBinding {
   placed() {
     const root = this.editor.root;
     if (!root.isConnected) return;
-    const inVue = !root.closest(".dom-widget") && !!root.closest("[data-node-id]");
+    const nodeEl = root.closest("[data-node-id]");
+    const inVue = !root.closest(".dom-widget") && !!nodeEl;
+    // The node's output image is its input image, which the editor shows: the classic renderer
+    // skips it (onDrawBackground), Nodes 2.0 hides it by this mark (CSS).
+    if (inVue && !nodeEl.hasAttribute("data-regiondrag-node")) nodeEl.setAttribute("data-regiondrag-node", "");
     if (inVue !== this.inVue) {
       this.inVue = inVue;
       root.classList.toggle("rd-in-vue-node", inVue);

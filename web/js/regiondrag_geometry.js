@@ -102,7 +102,8 @@ export function parseShapes(text) {
 
 const r2 = (v) => Math.round(v * 100) / 100;
 
-function roundShape(s) {
+/** A shape with its coordinates rounded as the JSON text keeps them (1/100 px). */
+export function roundShape(s) {
   if (s.type === "polygon") return { type: "polygon", points: s.points.map(([x, y]) => [r2(x), r2(y)]) };
   return {
     type: "brush",
@@ -434,11 +435,11 @@ function line2(m, W, H, x1, y1, x2, y2) {
   if (ax > ay) {
     if (dx < 0) [x1, y1, x2, y2, dy] = [x2, y2, x1, y1, -dy];
     xStep = XY_ONE;
-    yStep = tdiv(dy * XY_ONE, ax | 1);
+    yStep = tdiv(dy * XY_ONE, ax % 2 ? ax : ax + 1); // C: ax | 1
     ecount = shr(x2 - x1, XY_SHIFT);
   } else {
     if (dy < 0) [x1, y1, x2, y2, dx] = [x2, y2, x1, y1, -dx];
-    xStep = tdiv(dx * XY_ONE, ay | 1);
+    xStep = tdiv(dx * XY_ONE, ay % 2 ? ay : ay + 1);
     yStep = XY_ONE;
     ecount = shr(y2 - y1, XY_SHIFT);
   }

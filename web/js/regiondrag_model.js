@@ -8,6 +8,7 @@ import {
   hitShape,
   parseShapes,
   polygonProblem,
+  roundShape,
   scaleShape,
   serializeShapes,
   translateShape,
@@ -38,6 +39,11 @@ export class ShapesModel {
   }
 
   emit(kind) {
+    // A change of the pairs keeps the coordinates as the JSON text does (1/100 px), so what is
+    // drawn and previewed here is exactly what the backend reads.
+    if (kind === "shapes") {
+      this.pairs = this.pairs.map((p) => ({ handle: roundShape(p.handle), target: p.target ? roundShape(p.target) : null }));
+    }
     for (const fn of this.listeners) fn(kind);
   }
 

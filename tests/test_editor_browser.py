@@ -481,7 +481,8 @@ def _assert_region_colours(ui, handle_at, target_at):
 def test_editor_loads_sized_with_json_hidden(ui):
     ids = ui.build_graph(with_chain=False)
     served = ui.server.client.get("/extensions")
-    for name in ("regiondrag_editor.js", "regiondrag_geometry.js", "regiondrag_model.js"):
+    for name in ("regiondrag_editor.js", "regiondrag_panel.js", "regiondrag_model.js", "regiondrag_view.js",
+                 "regiondrag_input.js", "regiondrag_geometry.js", "regiondrag_raster.js", "regiondrag_mapping.js"):
         assert f"/extensions/ComfyUI-RegionDrag/js/{name}" in served, served
     css = ui.eval("() => !!document.querySelector('link#regiondrag-editor-css') && "
                   "getComputedStyle(document.querySelector('.regiondrag-editor')).display")

@@ -5,7 +5,9 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
-import { mapPairMasks, mapPairPoints, parseShapes, rasterizeShape } from "../../web/js/regiondrag_geometry.js";
+import { parseShapes } from "../../web/js/regiondrag_geometry.js";
+import { mapPairMasks, mapPairPoints } from "../../web/js/regiondrag_mapping.js";
+import { rasterizeShape } from "../../web/js/regiondrag_raster.js";
 
 const load = (name) => JSON.parse(readFileSync(new URL(`./golden/${name}`, import.meta.url), "utf8")).cases;
 const SHAPES = load("shapes.json");

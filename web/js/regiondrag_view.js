@@ -1,7 +1,8 @@
 // RegionDrag region editor: the view. Draws the shapes model (and what the pointer is doing) on
 // the editor's canvas: background image or copy-paste preview, regions tinted red (handle) and
 // blue (target), arrows and pair numbers, the polygon being clicked, the brush cursor.
-import { previewPixels, shapeCenter } from "./regiondrag_geometry.js";
+import { shapeCenter } from "./regiondrag_geometry.js";
+import { previewPixels } from "./regiondrag_mapping.js";
 
 export const COLORS = {
   handle: { solid: "rgb(235, 40, 40)", label: "#e02020" },

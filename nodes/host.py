@@ -37,12 +37,31 @@ def check_model(model, node: str) -> None:
     if not vp:
         raise RegionDragInputError(
             node, "model",
-            f"{type(ms).__name__} sampling is not supported: RegionDrag needs a DDPM-trained model "
-            "(SD1.5, SD2, SDXL).", "Load an SD1.5 checkpoint such as v1-5-pruned-emaonly.safetensors.")
+            f"is {_model_kind(model, ms)}, which RegionDrag does not support: its DDPM inversion needs a "
+            f"discrete-time eps- or v-prediction model. {SUPPORTED}.",
+            "Load an SD1.5, SD2.x or SDXL checkpoint, and leave out ModelSampling* nodes that switch it to "
+            "another sampling type.")
     if not self_attention_blocks(model):
         raise RegionDragInputError(
-            node, "model", "the model has no UNet self-attention layers to share keys/values through.",
-            "Load an SD1.5 checkpoint such as v1-5-pruned-emaonly.safetensors.")
+            node, "model", f"is {_model_kind(model, ms)} with no UNet self-attention layers to share keys/values "
+            f"through. {SUPPORTED}.", "Load an SD1.5, SD2.x or SDXL checkpoint.")
+
+
+SUPPORTED = ("Supported: SD1.5, SD2.x (512 eps and 768 v-prediction) and SDXL checkpoints, and models "
+             "fine-tuned from them")
+
+
+def _model_kind(model, ms) -> str:
+    """The model class, sampling, prediction and model type, e.g. for SD3:
+    "a SD3 model (flow matching sampling: ModelSamplingDiscreteFlow, CONST prediction, model type FLOW)"."""
+    inner = getattr(model, "model", None)
+    mtype = getattr(getattr(inner, "model_type", None), "name", None)
+    ours = [c.__name__ for c in type(ms).__mro__ if c.__module__ == comfy.model_sampling.__name__]
+    schedule = next((n for n in ours if n.startswith("ModelSampling")), type(ms).__name__)
+    prediction = next((n for n in ours if not n.startswith("ModelSampling")), "unknown")
+    kind = "flow matching" if isinstance(ms, comfy.model_sampling.CONST) else (mtype or prediction)
+    return (f"a {type(inner).__name__} model ({kind} sampling: {schedule}, {prediction} prediction"
+            + (f", model type {mtype}" if mtype else "") + ")")
 
 
 def self_attention_blocks(model) -> list[tuple[str, int]]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 
 import torch
 from comfy_api.latest import io
@@ -30,6 +31,24 @@ def latent_samples(latent, node: str, input_name: str = "latent") -> torch.Tenso
             node, input_name, f"holds a batch of {samples.shape[0]} latents; RegionDrag edits one image at a time.",
             "Pick one image first (Latent From Batch, batch_index, length 1).")
     return samples
+
+
+def _model_signature(model) -> tuple:
+    """What the denoising model must share with the one that made the INVERSION: the prediction
+    type (eps or v) and the compute dtype (the cached keys/values are in it)."""
+    import comfy.model_sampling
+    ms = model.get_model_object("model_sampling")
+    pred = "v-prediction" if isinstance(ms, comfy.model_sampling.V_PREDICTION) else "eps-prediction"
+    dtype = model.get_model_object("manual_cast_dtype") or model.model_dtype()
+    return pred, str(dtype).replace("torch.", "")
+
+
+_SIGNATURES: dict = {}  # id(INVERSION) -> _model_signature of the model that made it, while it lives
+
+
+def _remember_signature(inv, model) -> None:
+    _SIGNATURES[id(inv)] = _model_signature(model)
+    weakref.finalize(inv, _SIGNATURES.pop, id(inv), None)
 
 
 def _check_fraction(node, name, value, low_open, fix):
@@ -83,6 +102,9 @@ def run_inversion(model, positive, latent, steps, start_t, seed, kv_cache="model
                   inversion_batch=0) -> Inversion:
     """DDPM inversion through the host's sampler on a K/V-capturing clone of ``model``."""
     samples = latent_samples(latent, INVERT)
+    if not bool(torch.isfinite(samples).all()):
+        raise RegionDragInputError(INVERT, "latent", "holds NaN or infinite values.",
+                                   "Check the nodes that made the latent; VAE Encode of an image gives finite values.")
     host.check_model(model, INVERT)
     schedule = make_schedule(steps, start_t, host.sigma_of_timestep(model), node=INVERT)
     bank = KVBank(torch.device("cpu") if kv_cache == "cpu" else None)
@@ -104,6 +126,7 @@ def run_inversion(model, positive, latent, steps, start_t, seed, kv_cache="model
     inv = dataclasses.replace(inv, owner=host.kv_owner(inv.bank, model.load_device))
     host.log.info("RegionDrag inversion: %d steps to t=%d in chunks of %d, K/V cache %.1f MB", inv.levels,
                   schedule.timesteps[-1], inv.chunk, inv.cache_nbytes()["kv"] / 2**20)
+    _remember_signature(inv, model)
     return inv
 
 
@@ -118,6 +141,9 @@ def _edit_mask(mask, inv: Inversion, device):
             DRAG, "edit_mask",
             f"has shape {tuple(mask.shape)}; expected one mask of {w * 8}x{h * 8} pixels (or {w}x{h}).",
             "Draw the mask on the same image that was VAE-encoded.")
+    if not bool(torch.isfinite(m).all()):
+        raise RegionDragInputError(DRAG, "edit_mask", "holds NaN or infinite values; a MASK holds numbers from 0 to 1.",
+                                   "Check the node that makes the mask, or paint it in the mask editor.")
     m = m.unsqueeze(1).float()
     if m.shape[-2:] != (h, w):
         m = torch.nn.functional.adaptive_avg_pool2d(m, (h, w))
@@ -193,6 +219,12 @@ def run_drag(model, inversion, drag_map, positive, end_t, noise_weight, seed, ed
     if inversion.layers != frozenset(host.self_attention_blocks(model)):
         raise RegionDragInputError(DRAG, "inversion", "was made with a model of another architecture.",
                                    "Use the same MODEL for DDPM Invert-and-Cache and RegionDrag KSampler.")
+    made, own_sig = _SIGNATURES.get(id(inversion)), _model_signature(model)
+    if made is not None and made != own_sig:
+        raise RegionDragInputError(
+            DRAG, "inversion", f"was made with an {made[0]} model computing in {made[1]}, but this model is "
+            f"{own_sig[0]} computing in {own_sig[1]}.",
+            "Use the same MODEL (ModelSampling, compute dtype) for DDPM Invert-and-Cache and RegionDrag KSampler.")
 
     device = inversion.latents[0].device
     pairs = drag_map.num_pairs > 0 and len(drag_map.target_xy) > 0

@@ -222,7 +222,7 @@ def run_drag(model, inversion, drag_map, positive, end_t, noise_weight, seed, ed
     made, own_sig = _SIGNATURES.get(id(inversion)), _model_signature(model)
     if made is not None and made != own_sig:
         raise RegionDragInputError(
-            DRAG, "inversion", f"was made with an {made[0]} model computing in {made[1]}, but this model is "
+            DRAG, "inversion", f"was made by a model with {made[0]} computing in {made[1]}, but this model has "
             f"{own_sig[0]} computing in {own_sig[1]}.",
             "Use the same MODEL (ModelSampling, compute dtype) for DDPM Invert-and-Cache and RegionDrag KSampler.")
 

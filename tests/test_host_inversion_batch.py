@@ -15,8 +15,9 @@ pytestmark = pytest.mark.host
 STEPS, START_T = 20, 0.5
 # No-region reconstruction after a batched inversion, max |out - in| in the latent, by the dtype the
 # UNet computes in. Measured on the CPU (2-core x86, torch 2.13, ComfyUI 0.8.0): random SD1.5 128x128
-# fp32, chunks 3 / 10: 2.3e-5 / 2.0e-5; tiny random UNet, chunk 10: fp32 4.9e-5, fp16 0.090, bf16 0. Batch and batch-1 kernels round
-# differently and random weights amplify it through the 10 levels; one level per call is exact.
+# fp32, chunks 3 / 10: 2.3e-5 / 2.0e-5; tiny random UNet, chunk 10: fp32 4.9e-5, fp16 0.090, bf16 0.
+# Batch and batch-1 kernels round differently and random weights amplify it through the 10 levels;
+# one level per call is exact.
 BATCHED_BOUND = {torch.float32: 1e-3, torch.float16: 0.25, torch.bfloat16: 0.25}
 
 
@@ -46,14 +47,13 @@ def sequential(api, sd15_inputs):
     return sn.run_inversion(model, positive, lat, STEPS, START_T, 7, inversion_batch=1)
 
 
-def tiny_model(dtype):
+def tiny_model(dtype, device="cpu"):
     """A tiny SD-style UNet computing in ``dtype`` (no fp32 cast), as ComfyUI runs a fp16 UNet on a GPU."""
     import comfy.model_patcher
     import random_sd15
     unet = random_sd15.random_unet_model(random_sd15.tiny_unet_config(context_dim=64), seed=1, dtype=dtype)
     assert unet.get_dtype() == dtype and unet.manual_cast_dtype is None
-    cpu = torch.device("cpu")
-    return comfy.model_patcher.ModelPatcher(unet, load_device=cpu, offload_device=cpu)
+    return comfy.model_patcher.ModelPatcher(unet, load_device=torch.device(device), offload_device=torch.device("cpu"))
 
 
 def tiny_inputs():
@@ -108,6 +108,25 @@ def test_sequential_inversion_reconstructs_bit_exactly_in_every_dtype(api, dtype
     out, _ = sn.run_drag(model, batched, no_pairs(core), positive, 0.2, 1.0, 11)
     err = (out - lat["samples"]).abs().max().item()
     print(f"\n{dtype}: batched inversion, no-region reconstruction {err:.3g}")
+    assert err < BATCHED_BOUND[dtype]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+def test_sequential_inversion_is_bit_exact_on_cuda(api, dtype):
+    """The same on a GPU: CUDA kernels repeat a call bit for bit, so one level per call is exact there too."""
+    hc, sn, core = api
+    model = tiny_model(dtype, "cuda")
+    positive, lat = tiny_inputs()
+    inv = sn.run_inversion(model, positive, lat, STEPS, START_T, 7, inversion_batch=1)
+    assert inv.latents[1].is_cuda
+    out, _ = sn.run_drag(model, inv, no_pairs(core), positive, 0.2, 1.0, 11)
+    assert torch.equal(out.cpu(), lat["samples"]), (out.cpu() - lat["samples"]).abs().max().item()
+    batched = sn.run_inversion(model, positive, lat, STEPS, START_T, 7, inversion_batch=10)
+    out, _ = sn.run_drag(model, batched, no_pairs(core), positive, 0.2, 1.0, 11)
+    err = (out.cpu() - lat["samples"]).abs().max().item()
+    print(f"\nCUDA {dtype}: batched inversion, no-region reconstruction {err:.3g}")
     assert err < BATCHED_BOUND[dtype]
 
 

@@ -82,8 +82,9 @@ def test_alpha0_identity_pair_reconstructs_input(api, sd15_inputs):
 
 
 def test_identity_pair_is_exact_for_any_alpha_but_a_drag_is_not(api, sd15_inputs):
-    """Handle = target: the paste at the top level restores the blended region before any UNet call (exact for any
-    alpha). The control: a real drag (shifted target) does move the latent, so these checks can fail."""
+    """Handle = target: the paste at the top level restores the blended region before any UNet call
+    (exact for any alpha). The control: a real drag (shifted target) does move the latent, so these
+    checks can fail."""
     hc, sn, core = api
     model, positive, lat = sd15_inputs
     inv = invert(sn, model, positive, lat, inversion_batch=1)

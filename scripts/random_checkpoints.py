@@ -84,10 +84,10 @@ def model_config(family: str, unet: dict | None = None):
 
 def small_unet_config(family: str) -> dict:
     """The family's UNet with few channels: same blocks, same self-attention layers, fast on a CPU."""
-    if family == "sdxl":
-        return dict(SDXL_UNET, model_channels=32, num_head_channels=16)
-    if family in ("sd2", "sd2v"):
-        return dict(SD2_UNET, model_channels=32, num_head_channels=16)
+    if family == "sdxl":   # 64 channels per head: the first attention level (64 channels) has one
+        return dict(SDXL_UNET, model_channels=32)
+    if family in ("sd2", "sd2v"):   # ComfyUI's SD20 config fixes 64 channels per head
+        return dict(SD2_UNET, model_channels=64)
     return dict(random_sd15.SD15_UNET, model_channels=32, num_heads=2)
 
 

@@ -2,10 +2,15 @@
 
     python scripts/run_edit.py --image photo.png --shapes regions.json --ckpt v1-5-pruned-emaonly.safetensors \
         --out edited.png
+    python scripts/run_edit.py --ckpt sd_xl_base_1.0.safetensors --image photo.png --shapes regions.json
 
+The checkpoint's family (sd15, sd2, sd2v = SD2.x 768 v-prediction, sdxl) is read from its keys, or given
+with ``--family``; it picks the example workflow (SDXL: the SDXL one, with CLIP Text Encode SDXL and its
+size conditioning) and the default size (512, 768 for sd2v, 1024 for SDXL).
 Every option has a default, so ``python scripts/run_edit.py --size 256`` is a smoke test: ComfyUI's own
-``input/example.png``, the example workflow's regions and a random-weight SD1.5 checkpoint (2.1 GB, written
-once to ~/.cache/comfyui-regiondrag; its images are noise, but the whole pipeline runs). The result goes
+``input/example.png``, the example workflow's regions and a random-weight checkpoint of the family
+(``--family``, default sd15: 2.1 GB; sd2/sd2v 2.6 GB; sdxl 6.9 GB, written once to
+~/.cache/comfyui-regiondrag; its images are noise, but the whole pipeline runs). The result goes
 to ``--out``, by default ComfyUI's ``output/regiondrag_edit.png``. ``--shapes`` takes the RegionMaskPair
 JSON (see the README) as a file, or as the JSON text itself. Run it with ComfyUI's Python.
 """
@@ -23,18 +28,28 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from comfy_finder import PACK_DIR, find_comfyui  # noqa: E402
 
 log = logging.getLogger("RegionDrag.run_edit")
-WORKFLOW = os.path.join(PACK_DIR, "example_workflows", "api", "regiondrag_basic_edit_api.json")
+_API = os.path.join(PACK_DIR, "example_workflows", "api")
+WORKFLOW = os.path.join(_API, "regiondrag_basic_edit_api.json")
+WORKFLOWS = {"sd15": WORKFLOW, "sd2": WORKFLOW, "sd2v": WORKFLOW,
+             "sdxl": os.path.join(_API, "regiondrag_sdxl_edit_api.json")}
+DEFAULT_SIZE = {"sd15": 512, "sd2": 512, "sd2v": 768, "sdxl": 1024}
+CHECKPOINT_GB = {"sd15": 2.1, "sd2": 2.6, "sd2v": 2.6, "sdxl": 6.9}
 CACHE = os.path.join(os.path.expanduser("~"), ".cache", "comfyui-regiondrag")
 
 
 def build_prompt(args, image_name: str, ckpt_name: str) -> dict:
-    with open(WORKFLOW) as f:
+    with open(WORKFLOWS[args.family]) as f:
         prompt = json.load(f)
     ids = {v["class_type"]: k for k, v in prompt.items()}
     prompt[ids["CheckpointLoaderSimple"]]["inputs"]["ckpt_name"] = ckpt_name
     prompt[ids["LoadImage"]]["inputs"]["image"] = image_name
     prompt[ids["ImageScale"]]["inputs"].update(width=args.size, height=args.size)
-    if args.prompt is not None:
+    if "CLIPTextEncodeSDXL" in ids:   # SDXL's size conditioning follows the image size
+        enc = prompt[ids["CLIPTextEncodeSDXL"]]["inputs"]
+        enc.update(width=args.size, height=args.size, target_width=args.size, target_height=args.size)
+        if args.prompt is not None:
+            enc.update(text_g=args.prompt, text_l=args.prompt)
+    elif args.prompt is not None:
         prompt[ids["CLIPTextEncode"]]["inputs"]["text"] = args.prompt
     if args.shapes:
         prompt[ids["RegionMaskPair"]]["inputs"]["shapes"] = args.shapes
@@ -89,10 +104,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="where to write the edited image (PNG; default: ComfyUI's output/regiondrag_edit.png)")
     p.add_argument("--image", help="image to edit (default: ComfyUI's input/example.png)")
     p.add_argument("--shapes", help="RegionMaskPair shapes JSON, a file or a string (default: the example's)")
-    p.add_argument("--ckpt", help="SD1.5 checkpoint file (default: the random-weight smoke-test checkpoint)")
+    p.add_argument("--ckpt", help="SD1.5, SD2.x or SDXL checkpoint file (default: the family's random-weight "
+                                  "smoke-test checkpoint)")
+    p.add_argument("--family", choices=sorted(WORKFLOWS),
+                   help="the checkpoint's family (default: read from --ckpt's keys; sd15 without --ckpt)")
     p.add_argument("--prompt", help="text prompt (default: the example's)")
     p.add_argument("--preview", help="also write the copy-paste preview here")
-    p.add_argument("--size", type=int, default=512, help="square size the image is scaled to (default 512)")
+    p.add_argument("--size", type=int,
+                   help="square size the image is scaled to (default: 512; 768 for sd2v; 1024 for sdxl)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--start-t", type=float, default=0.5)
     p.add_argument("--end-t", type=float, default=0.2)
@@ -119,26 +138,47 @@ def main(argv=None) -> int:
         log.error("--image %s: no such file.", image)
         return 2
     ckpt = args.ckpt
-    if ckpt is None:
-        import random_sd15
-        ckpt = os.path.join(CACHE, "random_sd15.safetensors")
-        if not os.path.exists(ckpt):
-            os.makedirs(CACHE, exist_ok=True)
-            free = shutil.disk_usage(CACHE).free / 2**30
-            log.info("No --ckpt given: writing a 2.1 GB random-weight SD1.5 checkpoint to %s (once, about a "
-                     "minute; %.0f GB free there). Delete it when done with smoke tests.", ckpt, free)
-            if free < 2.5:
-                log.error("not enough disk space for the smoke-test checkpoint; pass --ckpt with a real one.")
-                return 2
-        random_sd15.write_random_sd15(ckpt)
-        log.info("smoke test with random weights: the edited image will look like noise")
-    elif not os.path.isfile(ckpt):
+    if ckpt is not None and not os.path.isfile(ckpt):
         log.error("--ckpt %s: no such file.", ckpt)
         return 2
+    if ckpt is not None:
+        import random_checkpoints
+        try:
+            found = random_checkpoints.family_of_checkpoint(ckpt)
+        except (ValueError, OSError) as e:
+            found = None
+            if args.family is None:
+                log.error("--ckpt %s: cannot tell its family (%s); pass --family.", ckpt, e)
+                return 2
+        if args.family is not None and found is not None and found != args.family:
+            log.warning("--family %s, but %s looks like %s from its keys; using %s.", args.family, ckpt, found,
+                        args.family)
+        args.family = args.family or found
+        log.info("checkpoint family: %s", args.family)
+    args.family = args.family or "sd15"
+    args.size = args.size or DEFAULT_SIZE[args.family]
+    if ckpt is None:
+        import random_checkpoints
+        ckpt = os.path.join(CACHE, random_checkpoints.checkpoint_name(args.family))
+        if not os.path.exists(ckpt):
+            os.makedirs(CACHE, exist_ok=True)
+            need = CHECKPOINT_GB[args.family]
+            free = shutil.disk_usage(CACHE).free / 2**30
+            log.info("No --ckpt given: writing a %.1f GB random-weight %s checkpoint to %s (once, a minute or two; "
+                     "%.0f GB free there). Delete it when done with smoke tests.", need, args.family, ckpt, free)
+            if free < need + 0.5:
+                log.error("not enough disk space for the smoke-test checkpoint; pass --ckpt with a real one.")
+                return 2
+        random_checkpoints.write_random_checkpoint(args.family, ckpt)
+        log.info("smoke test with random weights: the edited image will look like noise")
 
     from comfy_client import PromptError
     from comfy_server import ComfyServer
-    with ComfyServer(checkpoints=[ckpt], comfyui=comfyui) as server:
+    extra = []
+    if args.family == "sdxl" and not _cuda():
+        extra = ["--fp16-unet"]   # SDXL's UNet in fp32 would take 10 GB of host memory
+        log.info("no CUDA: ComfyUI runs SDXL with --fp16-unet (fp16 weights, fp32 compute)")
+    with ComfyServer(checkpoints=[ckpt], comfyui=comfyui, extra_args=extra) as server:
         image_name = "regiondrag_input" + os.path.splitext(image)[1]
         shutil.copy(image, os.path.join(server.input_dir, image_name))
         prompt, ids = build_prompt(args, image_name, os.path.basename(ckpt))
@@ -158,6 +198,14 @@ def main(argv=None) -> int:
                 shutil.copy(src, dest)
                 log.info("wrote %s", dest)
     return 0
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 if __name__ == "__main__":

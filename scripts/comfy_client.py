@@ -48,7 +48,12 @@ class ComfyClient:
         """The history entry once the prompt finished; raises PromptError when execution failed."""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            hist = self.get(f"/history/{prompt_id}")
+            try:
+                hist = self.get(f"/history/{prompt_id}")
+            except (TimeoutError, urllib.error.URLError, ConnectionError):
+                # a busy server (2 CPU cores, several jobs) can leave a poll unanswered; ask again
+                time.sleep(1)
+                continue
             if hist and prompt_id in hist:
                 entry = hist[prompt_id]
                 status = entry.get("status", {})

@@ -23,9 +23,20 @@ from ..regiondrag_core.kvbank import AttentionSwap, KVBank
 log = logging.getLogger("RegionDrag")
 
 
-def attention(q, k, v, heads, attn_precision=None):
-    """ComfyUI's attention for this machine, looked up at call time (the host may swap it)."""
-    return comfy_attention.optimized_attention(q, k, v, heads, attn_precision=attn_precision)
+def attention(q, k, v, heads, attn_precision=None, transformer_options=None):
+    """ComfyUI's attention for this machine, looked up at call time (the host may swap it).
+
+    ``transformer_options`` goes on to it, so an override another pack installed there (SageAttention,
+    FlashAttention switches: ``optimized_attention_override``) runs inside RegionDrag's layers too."""
+    if transformer_options is None:
+        return comfy_attention.optimized_attention(q, k, v, heads, attn_precision=attn_precision)
+    return comfy_attention.optimized_attention(q, k, v, heads, attn_precision=attn_precision,
+                                               transformer_options=transformer_options)
+
+
+def _host_attention(q, k, v, extra_options):
+    return attention(q, k, v, extra_options["n_heads"], attn_precision=extra_options.get("attn_precision"),
+                     transformer_options=extra_options)
 
 
 def check_model(model, node: str) -> None:
@@ -85,15 +96,30 @@ def patched_clone(model, swap: AttentionSwap, kv_owner=None):
     m = model.clone()
     if kv_owner is not None:
         m.set_additional_models("regiondrag_kv", [kv_owner])
-
-    def attn1(q, k, v, extra_options):  # a plain closure: clone() deep-copies model_options
-        return swap(q, k, v, extra_options)
-
-    for name, number in self_attention_blocks(model):
-        m.set_model_attn1_replace(attn1, name, number)
+    # attn1 replaces another pack put on the model keep running: RegionDrag's patch swaps the keys/values
+    # and hands them on to it (the host picks a (block, number, index) replace over a (block, number) one,
+    # so each of those gets a chained patch of its own).
+    existing = m.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn1", {})
+    blocks = self_attention_blocks(model)
+    for name, number in blocks:
+        m.set_model_attn1_replace(_chained(swap, existing.get((name, number))), name, number)
+    for key, other in list(existing.items()):
+        if len(key) == 3 and tuple(key[:2]) in blocks:
+            m.set_model_attn1_replace(_chained(swap, other), key[0], key[1], key[2])
     if recompile_for_patches(m):
         swap.on_buffer = _mark_static
     return m
+
+
+def _chained(swap: AttentionSwap, other=None):
+    """The attn1 replace: ``swap`` captures or replaces keys/values, then ``other`` (a replace already on
+    the model) or ComfyUI's attention computes the output. A plain closure: clone() deep-copies
+    model_options."""
+    inner = other or _host_attention
+
+    def attn1(q, k, v, extra_options):
+        return swap(q, k, v, extra_options, inner=inner)
+    return attn1
 
 
 # ------------------------------------------------------------------ torch.compile (TorchCompileModel)
@@ -182,13 +208,15 @@ class PositiveGuider(comfy.samplers.CFGGuider):
                                                 model_options=model_options, seed=seed)
 
 
-def run_sampler(model, positive, latent_samples, sigmas, sampler_function, options, seed):
+def run_sampler(model, positive, latent_samples, sigmas, sampler_function, options, seed, swap=None):
     """Run ``sampler_function`` through ComfyUI's guider/KSAMPLER machinery; returns the LATENT samples.
 
     ``latent_samples`` is the image LATENT (both halves pass the inverted one, so models that read
     the latent image, such as inpainting checkpoints, see the same input in both); the noise is zero."""
     guider = PositiveGuider(model)
     guider.set_conds(positive)
+    if swap is not None:  # which conditioning entry is which, by the ids ComfyUI gave them (prompt order)
+        swap.set_entries([c.get("uuid") for c in guider.original_conds.get("positive", [])])
     sampler = comfy.samplers.KSAMPLER(sampler_function, extra_options=options)
     callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
     noise = torch.zeros(latent_samples.shape, dtype=torch.float32, device="cpu")

@@ -9,7 +9,7 @@ import torch
 from comfy_api.latest import io
 
 from ..regiondrag_core.errors import RegionDragInputError
-from ..regiondrag_core.kvbank import AttentionSwap, KVBank
+from ..regiondrag_core.kvbank import AttentionSwap, KVMismatch, KVBank
 from ..regiondrag_core.mapping import DragMap
 from ..regiondrag_core.sampling import (DragPlan, Inversion, InversionRecorder, sample_ddpm_invert,
                                         sample_regiondrag)
@@ -120,7 +120,7 @@ def run_inversion(model, positive, latent, steps, start_t, seed, kv_cache="model
         split_key=host.conditioning_split_key(model, positive, schedule),
         latent_image=samples.detach().to(device="cpu", dtype=torch.float32).clone())
     sigmas = torch.tensor(schedule.sigmas, dtype=torch.float32)
-    host.run_sampler(patched, positive, samples, sigmas, sample_ddpm_invert, {"recorder": recorder}, seed)
+    host.run_sampler(patched, positive, samples, sigmas, sample_ddpm_invert, {"recorder": recorder}, seed, swap=swap)
     inv = recorder.result
     _check_patch_ran(swap, recorder.layers, range(1, inv.levels + 1), INVERT)
     inv = dataclasses.replace(inv, owner=host.kv_owner(inv.bank, model.load_device))
@@ -242,8 +242,14 @@ def run_drag(model, inversion, drag_map, positive, end_t, noise_weight, seed, ed
     image = inversion.latent_image
     if image is None:
         image = torch.zeros(inversion.latent_shape, dtype=torch.float32)
-    samples = host.run_sampler(host.patched_clone(model, swap, inversion.owner), positive, image, sigmas,
-                               sample_regiondrag, {"plan": plan}, seed)
+    try:
+        samples = host.run_sampler(host.patched_clone(model, swap, inversion.owner), positive, image, sigmas,
+                                   sample_regiondrag, {"plan": plan}, seed, swap=swap)
+    except KVMismatch as e:
+        raise RegionDragInputError(
+            DRAG, "positive", f"does not match the inversion's: {e}.",
+            "Connect the same positive conditioning (same entries, areas and masks) to DDPM Invert-and-Cache "
+            "and RegionDrag KSampler.") from None
     if mutual_self_attention:
         _check_patch_ran(swap, inversion.layers, range(1, inversion.levels + 1), DRAG)
     if inversion.latent_image is not None:

@@ -2,7 +2,14 @@
 
 The host calls an attention-replace function with projected ``q, k, v`` of shape
 [batch, tokens, heads * dim_head] and an ``extra_options`` dict that names the layer
-(``block``, ``block_index``), the batch chunks (``cond_or_uncond``) and ``n_heads``.
+(``block``, ``block_index``), the batch chunks (``cond_or_uncond``, and ``uuids``: which
+conditioning entry each chunk belongs to) and ``n_heads``.
+
+Keys/values are filed per conditioning *entry*, not per batch position: the host may batch several
+entries of one prompt into one call (Conditioning Combine), or run them in calls of their own (areas,
+masks, low free memory), and in a different order from one step to the next. The host tells the swap
+the entries' ids in the prompt's order (:meth:`AttentionSwap.set_entries`), so entry *i* of the
+denoising meets entry *i*'s keys/values from the inversion however either half was batched.
 :class:`AttentionSwap` is the framework-agnostic half: the node layer wraps its
 ``__call__`` in a closure and registers it on a cloned model.
 
@@ -140,9 +147,21 @@ class AttentionSwap:
         self.staging: dict = {} if staging is None else staging
         self.active = False
         self.levels: tuple = ()
-        self.captured: dict = {}   # (layer, chunk) -> (k, v) seen in the current call, all its levels
+        self.captured: dict = {}   # (layer, entry) -> (k, v) seen in the current call, all its levels
+        self.entry_ids: dict = {}  # host id of a conditioning entry (uuid) -> its index in the prompt
         self.hit: dict = {}        # layer -> True for every layer that ran in the current call
         self.calls: Counter = Counter()
+
+    def set_entries(self, ids) -> None:
+        """The conditioning entries' host ids in the prompt's order (entry i keeps index i in both halves)."""
+        self.entry_ids = {e: i for i, e in enumerate(ids)}
+
+    def _entries(self, extra_options: dict, chunks: list) -> list:
+        """The conditioning entry of each batch chunk: by id where the host names them, else the chunk."""
+        ids = extra_options.get("uuids")
+        if self.entry_ids and ids is not None and len(ids) == len(chunks) and all(i in self.entry_ids for i in ids):
+            return [self.entry_ids[i] for i in ids]
+        return [int(c) for c in chunks]
 
     @property
     def level(self) -> Optional[int]:
@@ -190,33 +209,36 @@ class AttentionSwap:
         block = extra_options.get("block") or ("?", 0)
         return (block[0], int(block[1]), int(extra_options.get("block_index", 0)))
 
-    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict) -> torch.Tensor:
-        heads = extra_options["n_heads"]
-        precision = extra_options.get("attn_precision")
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra_options: dict,
+                 inner: Optional[Callable] = None) -> torch.Tensor:
+        """Self-attention with keys/values captured or replaced. ``inner(q, k, v, extra_options)``, when
+        given, computes the attention (another pack's attn1 replace, or the host's attention with its
+        ``transformer_options``); otherwise ``self.attention`` does."""
         if self.active and self.enabled:
             layer = self.layer_key(extra_options)
             chunks: list[Hashable] = list(extra_options.get("cond_or_uncond") or [0])
             if q.shape[0] % len(chunks):
                 raise ValueError(f"batch {q.shape[0]} does not split into chunks {chunks}")
+            entries = self._entries(extra_options, chunks)
             if self.mode == "capture":
-                for c, kc, vc in zip(chunks, k.chunk(len(chunks)), v.chunk(len(chunks))):
-                    self.captured[(layer, int(c))] = (kc, vc)
+                for e, kc, vc in zip(entries, k.chunk(len(chunks)), v.chunk(len(chunks))):
+                    self.captured[(layer, e)] = (kc, vc)
             else:
-                k, v = self._staged_kv(layer, chunks, k, v)
+                k, v = self._staged_kv(layer, entries, k, v)
             self.hit[layer] = True
-        return self.attention(q, k, v, heads, attn_precision=precision)
+        if inner is not None:
+            return inner(q, k, v, extra_options)
+        return self.attention(q, k, v, extra_options["n_heads"], attn_precision=extra_options.get("attn_precision"))
 
-    def _staged_kv(self, layer, chunks, k, v):
+    def _staged_kv(self, layer, entries, k, v):
         staged = self.staging
         ks, vs = [], []
-        for c in chunks:
-            key = (layer, int(c))
-            if key not in staged:
-                # The inversion ran the positive prompt only (chunk 0); reuse it for others.
-                key = (layer, 0)
-            if key not in staged:
-                raise KeyError(f"no cached keys/values for layer {layer} at level {self.level}")
-            kc, vc = staged[key]
+        for e in entries:
+            if (layer, e) not in staged:
+                raise KVMismatch(f"the inversion cached no keys/values for conditioning entry {e + 1} "
+                                 f"(layer {layer}, step {self.level}): the positive conditioning has more "
+                                 "entries than the one the inversion ran with")
+            kc, vc = staged[(layer, e)]
             ks.append(kc)
             vs.append(vc)
         if len(ks) == 1:
@@ -224,6 +246,11 @@ class AttentionSwap:
         else:
             kc, vc = torch.cat(ks), torch.cat(vs)
         if kc.shape != k.shape:
-            raise ValueError(f"cached keys of layer {layer} have shape {tuple(kc.shape)}, "
-                             f"the model computes {tuple(k.shape)}")
+            raise KVMismatch(f"cached keys of layer {layer} have shape {tuple(kc.shape)}, the model computes "
+                             f"{tuple(k.shape)}: the positive conditioning's areas or entries differ from the "
+                             "inversion's")
         return kc.to(k.dtype), vc.to(v.dtype)
+
+
+class KVMismatch(ValueError):
+    """The denoising's conditioning does not match the keys/values the inversion cached."""

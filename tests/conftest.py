@@ -134,7 +134,17 @@ def comfyui():
     import folder_paths
     import nodes as comfy_nodes
 
-    ok = asyncio.run(comfy_nodes.load_custom_node(REPO))
+    try:
+        asyncio.get_running_loop()
+        in_loop = True
+    except RuntimeError:
+        in_loop = False
+    if in_loop:  # a test module left an event loop running in this thread (e.g. Playwright's sync API)
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            ok = pool.submit(asyncio.run, comfy_nodes.load_custom_node(REPO)).result()
+    else:
+        ok = asyncio.run(comfy_nodes.load_custom_node(REPO))
     if not ok:
         pytest.fail("ComfyUI failed to load the pack (see the log above)")
     pack = sys.modules[REPO.replace(".", "_x_")]

@@ -145,8 +145,10 @@ def make_test_image(path: str, night: bool = False) -> None:
 # ------------------------------------------------------------------------------ fixtures
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # Module scope: Playwright's sync API runs an event loop in this thread while it is open, and the
+    # in-process host tests after this module need the thread free (ComfyUI's loader uses asyncio.run).
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM,
                               args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
@@ -157,7 +159,7 @@ def browser():
 _servers: dict = {}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def servers(request):
     """`get(frontend)`: a running ComfyUI serving that front-end (one per front-end, kept)."""
     from comfy_server import ComfyServer
@@ -181,6 +183,7 @@ def servers(request):
         _servers[frontend] = server
         return server
 
+    request.addfinalizer(_servers.clear)
     return get
 
 

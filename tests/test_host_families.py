@@ -385,6 +385,7 @@ def sdxl_server(family_checkpoints):
 
 
 @pytest.mark.slow
+@pytest.mark.soak  # long-running and memory-heavy on a 2-core CPU: a second full-size SDXL in the server
 def test_sdxl_example_workflow_end_to_end(sdxl_server):
     """The shipped SDXL API workflow, on the random SDXL checkpoint, through /prompt: at 128x128 and 4
     steps (2 inverted, 2 denoised) so that the full-size SDXL UNet stays within a CI budget on the CPU."""

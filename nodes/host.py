@@ -106,6 +106,13 @@ def patched_clone(model, swap: AttentionSwap, kv_owner=None):
     for key, other in list(existing.items()):
         if len(key) == 3 and tuple(key[:2]) in blocks:
             m.set_model_attn1_replace(_chained(swap, other), key[0], key[1], key[2])
+
+    def name_entries(executor, *args, **kwargs):  # around apply_model, outside a compiled UNet
+        options = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
+        swap.enter_call(options.get("uuids"))
+        return executor(*args, **kwargs)
+
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "regiondrag_entries", name_entries)
     if recompile_for_patches(m):
         swap.on_buffer = _mark_static
     return m

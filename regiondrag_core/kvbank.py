@@ -149,6 +149,7 @@ class AttentionSwap:
         self.levels: tuple = ()
         self.captured: dict = {}   # (layer, entry) -> (k, v) seen in the current call, all its levels
         self.entry_ids: dict = {}  # host id of a conditioning entry (uuid) -> its index in the prompt
+        self.call_entries: Optional[tuple] = None  # entry index of each batch chunk in the current UNet call
         self.hit: dict = {}        # layer -> True for every layer that ran in the current call
         self.calls: Counter = Counter()
 
@@ -156,11 +157,20 @@ class AttentionSwap:
         """The conditioning entries' host ids in the prompt's order (entry i keeps index i in both halves)."""
         self.entry_ids = {e: i for i, e in enumerate(ids)}
 
+    def enter_call(self, ids) -> None:
+        """Before a UNet call (outside any compiled graph): the host ids of its batch chunks' entries.
+
+        The patch then reads plain entry indices, so a compiled UNet is not specialised on the ids,
+        which the host draws anew for every sampling run."""
+        if self.entry_ids and ids is not None and all(i in self.entry_ids for i in ids):
+            self.call_entries = tuple(self.entry_ids[i] for i in ids)
+        else:
+            self.call_entries = None
+
     def _entries(self, extra_options: dict, chunks: list) -> list:
-        """The conditioning entry of each batch chunk: by id where the host names them, else the chunk."""
-        ids = extra_options.get("uuids")
-        if self.entry_ids and ids is not None and len(ids) == len(chunks) and all(i in self.entry_ids for i in ids):
-            return [self.entry_ids[i] for i in ids]
+        """The conditioning entry of each batch chunk: as the host named them for this call, else the chunk."""
+        if self.call_entries is not None and len(self.call_entries) == len(chunks):
+            return list(self.call_entries)
         return [int(c) for c in chunks]
 
     @property

@@ -719,3 +719,37 @@ def test_malformed_json_gets_the_nodes_error_not_a_broken_canvas(ui):
     assert st["state"] == "ready" and st["pairs"] == 0 and ui.shapes_text(node) == ""
     ui.button("json")
     assert ui.visible_json_textareas() == 0
+
+
+# ------------------------------------------------------------------------------ the example workflows
+
+EXAMPLES = os.path.join(REPO, "example_workflows")
+# optional inputs the front-end fills with their defaults when a saved workflow predates them
+FILLED_DEFAULTS = {"DDPMInvertAndCache": {"kv_cache", "inversion_batch", "kv_layers"},
+                   "RegionDragKSampler": set()}
+
+
+def test_example_workflows_load_and_queue_as_their_api_twins(ui):
+    """Each UI workflow in example_workflows/, loaded by this front-end, gives the prompt of its API
+    twin: same nodes, links and values (what the user queues is what the tests run)."""
+    names = sorted(f[:-len(".json")] for f in os.listdir(EXAMPLES) if f.endswith(".json"))
+    assert len(names) >= 6, names
+    for name in names:
+        with open(os.path.join(EXAMPLES, f"{name}.json")) as f:
+            workflow = f.read()
+        with open(os.path.join(EXAMPLES, "api", f"{name}_api.json")) as f:
+            api = json.load(f)
+        out = ui.eval(f"""async (wf) => {{
+            const app = {APP};
+            await app.loadGraphData(JSON.parse(wf));
+            const p = await app.graphToPrompt();
+            return p.output; }}""", workflow)
+        assert {k: v["class_type"] for k, v in out.items()} == {k: v["class_type"] for k, v in api.items()}, name
+        for k, node in api.items():
+            got = dict(out[k]["inputs"])
+            for extra in set(got) - set(node["inputs"]):
+                assert extra in FILLED_DEFAULTS.get(node["class_type"], set()), (name, node["class_type"], extra)
+                del got[extra]
+            assert got == node["inputs"], (name, node["class_type"])
+        for n in ui.eval(f"() => {APP}.graph.nodes.map(n => [n.id, n.type, n.has_errors || false])"):
+            assert not n[2], (name, n)

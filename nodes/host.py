@@ -18,7 +18,7 @@ from comfy_api.torch_helpers.torch_compile import (COMPILE_KEY, TORCH_COMPILE_KW
                                                    apply_torch_compile_factory)
 
 from ..regiondrag_core.errors import RegionDragInputError
-from ..regiondrag_core.kvbank import AttentionSwap, KVBank
+from ..regiondrag_core.kvbank import AttentionLayer, AttentionSwap, KVBank, kv_cache_bytes
 
 log = logging.getLogger("RegionDrag")
 
@@ -90,9 +90,99 @@ def self_attention_blocks(model) -> list[tuple[str, int]]:
     return found
 
 
-def patched_clone(model, swap: AttentionSwap, kv_owner=None):
+def attention_layers(model) -> list[AttentionLayer]:
+    """Every self-attention (attn1) layer of the UNet with its token-grid divisor and key + value width,
+    read from the modules: the latent side halves at every Downsample and doubles at every Upsample."""
+    unet = model.get_model_object("diffusion_model")
+    found = []
+    divisor = 1
+    for name, blocks in (("input", getattr(unet, "input_blocks", None)),
+                         ("middle", [getattr(unet, "middle_block", None)]),
+                         ("output", getattr(unet, "output_blocks", None))):
+        for number, block in enumerate(blocks or []):
+            if block is None:
+                continue
+            if any(type(m).__name__ == "Downsample" for m in block.modules()):
+                divisor *= 2
+            attn = [m.attn1 for m in block.modules() if isinstance(m, comfy_attention.BasicTransformerBlock)]
+            for index, a in enumerate(attn):
+                found.append(AttentionLayer((name, number, index), divisor,
+                                            int(a.to_k.out_features) + int(a.to_v.out_features)))
+            if any(type(m).__name__ == "Upsample" for m in block.modules()):
+                divisor //= 2
+    return found
+
+
+def compute_dtype(model) -> torch.dtype:
+    """The dtype the UNet computes (and the cached keys/values are) in."""
+    return model.get_model_object("manual_cast_dtype") or model.model_dtype()
+
+
+def kv_cache_estimate(model, latent_shape, levels: int, blocks=None, entries: int = 1, itemsize=None):
+    """(bytes, layers) the K/V cache of an inversion of ``latent_shape`` (B, C, h, w) over ``levels``
+    steps will hold, for the self-attention layers in ``blocks`` ((name, number); None = all), in the
+    model's compute dtype unless ``itemsize`` is given."""
+    layers = [a for a in attention_layers(model) if blocks is None or tuple(a.key[:2]) in blocks]
+    if itemsize is None:
+        itemsize = torch.empty((), dtype=compute_dtype(model)).element_size()
+    batch = int(latent_shape[0]) if len(latent_shape) == 4 else 1
+    return kv_cache_bytes(layers, tuple(latent_shape[-2:]), levels, itemsize, entries * batch), len(layers)
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def kv_placement(kv_cache: str, kv_bytes: int, device, call_bytes: float):
+    """Where the K/V cache goes: (storage device for KVBank, None = the model's device; the reason).
+
+    "auto": on the model's device when the whole cache fits in ComfyUI's free-memory figure for that
+    device beside one batch-1 inversion call of the UNet (``call_bytes``: ComfyUI's memory_required
+    estimate with the 1.5x margin of its own cond batching) and ComfyUI's minimum inference reserve
+    (``minimum_inference_memory``); otherwise in host memory, pinned. When the model runs on the CPU
+    itself both places are host memory: the model's device."""
+    device = torch.device(device)
+    if kv_cache == "cpu":
+        return torch.device("cpu"), "kv_cache = cpu"
+    if kv_cache == "model device":
+        return None, "kv_cache = model device"
+    if device == torch.device("cpu"):
+        return None, "the model runs on the CPU"
+    free = comfy.model_management.get_free_memory(device)
+    reserve = comfy.model_management.minimum_inference_memory()
+    need = kv_bytes + call_bytes + reserve
+    why = (f"{gib(free)} free on {device} {'>=' if need <= free else '<'} {gib(kv_bytes)} cache + "
+           f"{gib(call_bytes)} UNet call + {gib(reserve)} reserve")
+    return (None, why) if need <= free else (torch.device("cpu"), why)
+
+
+def inversion_plan(model, bank: KVBank, kv_cache: str, requested: int, levels: int, entries: int,
+                   kv_bytes: int, n_layers: int):
+    """What the sampler asks with its first latent, once ComfyUI has loaded the UNet: places the K/V
+    cache (:func:`kv_placement`, one log line) and returns the levels per inversion call
+    (:func:`inversion_chunk`; auto batches in the memory the cache leaves free on the device)."""
+    chunk = inversion_chunk(model, requested, levels, entries)
+
+    def plan(x: torch.Tensor) -> int:
+        device = torch.device(model.load_device)
+        call = model.model.memory_required([entries] + list(x.shape[1:])) * 1.5
+        where, why = kv_placement(kv_cache, kv_bytes, device, call)
+        bank.place(where)
+        shown = f"{where} (pinned)" if where is not None and x.device.type == "cuda" else str(where or device)
+        log.info("RegionDrag: K/V cache %s (%d layers x %d steps) on %s: %s", gib(kv_bytes), n_layers, levels,
+                 shown, why)
+        if not callable(chunk):
+            return chunk
+        on_device = where is None and not comfy.model_management.is_device_cpu(x.device)
+        return chunk(x, reserve=kv_bytes if on_device else 0)
+    return plan
+
+
+def patched_clone(model, swap: AttentionSwap, kv_owner=None, layers=None):
     """A clone of ``model`` whose self-attention goes through ``swap``; ``model`` is untouched.
-    ``kv_owner`` (the K/V cache's ModelPatcher) is loaded with the UNet whenever the clone samples."""
+    ``kv_owner`` (the K/V cache's ModelPatcher) is loaded with the UNet whenever the clone samples.
+    ``layers``: the (block name, number) to patch (the inversion's layer choice; None = all); the
+    others keep the model's own self-attention."""
     m = model.clone()
     if kv_owner is not None:
         m.set_additional_models("regiondrag_kv", [kv_owner])
@@ -100,7 +190,7 @@ def patched_clone(model, swap: AttentionSwap, kv_owner=None):
     # and hands them on to it (the host picks a (block, number, index) replace over a (block, number) one,
     # so each of those gets a chained patch of its own).
     existing = m.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn1", {})
-    blocks = self_attention_blocks(model)
+    blocks = [b for b in self_attention_blocks(model) if layers is None or b in layers]
     for name, number in blocks:
         m.set_model_attn1_replace(_chained(swap, existing.get((name, number))), name, number)
     for key, other in list(existing.items()):
@@ -247,14 +337,15 @@ def inversion_chunk(model, requested: int, levels: int, entries: int = 1):
     per call keeps no-region reconstruction bit-exact); elsewhere the largest batch whose UNet
     memory estimate fits ComfyUI's free-memory figure with the margin ComfyUI's own cond batching
     keeps (``memory_required * 1.5 < free``). ``entries``: conditioning entries ComfyUI may batch
-    together with each latent."""
+    together with each latent. ``reserve`` (bytes, asked with the latent): memory the call may not use,
+    e.g. a K/V cache that will fill the device while the inversion runs."""
     if requested >= 1:
         return min(int(requested), levels)
 
-    def auto(x: torch.Tensor) -> int:
+    def auto(x: torch.Tensor, reserve: float = 0) -> int:
         if comfy.model_management.is_device_cpu(x.device):
             return 1
-        free = comfy.model_management.get_free_memory(x.device)
+        free = comfy.model_management.get_free_memory(x.device) - reserve
         best = 1
         for n in range(1, levels + 1):
             shape = [n * entries] + list(x.shape[1:])

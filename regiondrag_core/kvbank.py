@@ -23,11 +23,58 @@ recompiling per level, and the bookkeeping stays right whether or not the call w
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable, Hashable, Optional
+from dataclasses import dataclass
+from typing import Callable, Hashable, Iterable, Optional
 
 import torch
 
 LayerKey = tuple  # (block name, block number, transformer index), e.g. ("input", 1, 0)
+
+# Which self-attention layers share keys/values, by UNet block name. "all" is the paper (and the
+# authors' code): every self-attention layer at every step. Fewer layers cache less and copy less per
+# step, at the price of weaker identity preservation in the layers left out.
+KV_LAYER_CHOICES = {
+    "all": ("input", "middle", "output"),
+    "decoder only": ("output",),
+    "encoder + middle": ("input", "middle"),
+}
+
+
+def choose_layers(blocks: Iterable[tuple], choice: str) -> frozenset:
+    """The (block name, number) pairs of ``blocks`` that the layer choice ``choice`` keeps."""
+    if choice not in KV_LAYER_CHOICES:
+        raise ValueError(f"unknown layer choice {choice!r}; one of {', '.join(KV_LAYER_CHOICES)}")
+    names = KV_LAYER_CHOICES[choice]
+    return frozenset((str(b[0]), int(b[1])) for b in blocks if b[0] in names)
+
+
+@dataclass(frozen=True)
+class AttentionLayer:
+    """One self-attention layer's shape, as far as its cached keys/values go."""
+
+    key: LayerKey    # (block name, number, transformer index)
+    divisor: int     # its token grid is the latent's, each side divided by this (1, 2, 4, 8) and rounded up
+    kv_width: int    # key channels + value channels (to_k and to_v output features)
+
+
+def kv_cache_bytes(layers: Iterable[AttentionLayer], latent_hw: tuple, levels: int, itemsize: int,
+                   entries: int = 1) -> int:
+    """Bytes of keys and values ``layers`` cache for ``levels`` inversion steps of a latent of
+    ``latent_hw`` (h, w), ``entries`` conditioning entries, ``itemsize`` bytes per element.
+
+    Each layer holds ceil(h/d) * ceil(w/d) tokens (a stride-2 convolution rounds up) times its key and
+    value widths, once per step and per conditioning entry: what :class:`KVBank` will hold."""
+    h, w = (int(x) for x in latent_hw)
+    if h < 1 or w < 1 or levels < 0 or itemsize < 1 or entries < 0:
+        raise ValueError(f"bad cache shape: latent {latent_hw}, {levels} levels, itemsize {itemsize}, "
+                         f"{entries} entries")
+    per_step = 0
+    for layer in layers:
+        d = int(layer.divisor)
+        if d < 1:
+            raise ValueError(f"layer {layer.key}: divisor {d} < 1")
+        per_step += -(-h // d) * -(-w // d) * int(layer.kv_width)
+    return per_step * int(itemsize) * int(levels) * int(entries)
 
 
 class KVBank(torch.nn.Module):
@@ -70,6 +117,12 @@ class KVBank(torch.nn.Module):
         _, stem = self._names.setdefault(key, (lvl, f"e{sum(1 for x in self._names.values() if x[0] == lvl)}"))
         module.register_parameter(stem + "_k", self._store(k))
         module.register_parameter(stem + "_v", self._store(v))
+
+    def place(self, storage_device: Optional[torch.device]) -> None:
+        """Choose where the tensors will live (None: where the model makes them); before the first put."""
+        if self._names:
+            raise RuntimeError("the K/V bank already holds tensors; choose its placement before filling it")
+        self.storage_device = storage_device
 
     def freeze(self) -> "KVBank":
         self.frozen = True
@@ -126,7 +179,9 @@ class AttentionSwap:
     """One run's attention patch: ``mode`` "capture" (inversion) or "replace" (denoising).
 
     Outside a :meth:`begin`/:meth:`end` bracket (the patched model used by anything but the sampler)
-    it computes plain self-attention. ``calls`` counts (level, layer) pairs, filled in by ``end``, so
+    it computes plain self-attention, and so does a layer whose block is not in ``layers`` (the
+    inversion's layer choice; None = every layer the patch is called for): such a layer is neither
+    captured, nor replaced, nor counted. ``calls`` counts (level, layer) pairs, filled in by ``end``, so
     tests and the nodes can check that every layer took part at every step.
     A capture call may hold several levels in its batch (a batched inversion): ``begin`` is told
     them in batch order and ``end`` files each level's slice of every chunk. A replace call holds
@@ -136,13 +191,15 @@ class AttentionSwap:
     """
 
     def __init__(self, bank: KVBank, mode: str, attention: AttentionFn, enabled: bool = True,
-                 on_buffer: Optional[Callable[[torch.Tensor], None]] = None, staging: Optional[dict] = None):
+                 on_buffer: Optional[Callable[[torch.Tensor], None]] = None, staging: Optional[dict] = None,
+                 layers: Optional[frozenset] = None):
         if mode not in ("capture", "replace"):
             raise ValueError(f"unknown AttentionSwap mode {mode!r}")
         self.bank = bank
         self.mode = mode
         self.attention = attention
         self.enabled = enabled
+        self.layers = None if layers is None else frozenset((str(b[0]), int(b[1])) for b in layers)
         self.on_buffer = on_buffer
         self.staging: dict = {} if staging is None else staging
         self.active = False
@@ -224,8 +281,8 @@ class AttentionSwap:
         """Self-attention with keys/values captured or replaced. ``inner(q, k, v, extra_options)``, when
         given, computes the attention (another pack's attn1 replace, or the host's attention with its
         ``transformer_options``); otherwise ``self.attention`` does."""
-        if self.active and self.enabled:
-            layer = self.layer_key(extra_options)
+        layer = self.layer_key(extra_options) if self.active and self.enabled else None
+        if layer is not None and (self.layers is None or layer[:2] in self.layers):
             chunks: list[Hashable] = list(extra_options.get("cond_or_uncond") or [0])
             if q.shape[0] % len(chunks):
                 raise ValueError(f"batch {q.shape[0]} does not split into chunks {chunks}")

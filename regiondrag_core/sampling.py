@@ -53,10 +53,11 @@ class Inversion:
     bank: KVBank
     seed: int
     latent_shape: tuple      # shape of the LATENT the user passed in (B, C, h, w)
-    layers: frozenset = frozenset()   # (block name, number) patched at inversion
+    layers: frozenset = frozenset()   # (block name, number) whose keys/values were cached (the layer choice)
     chunk: int = 1           # levels per inversion model call (1: exact reconstruction)
     latent_image: Optional[torch.Tensor] = None  # the LATENT samples as the user passed them (host: float32, CPU)
     owner: object = None     # the host's memory-management handle of ``bank`` (ComfyUI: a ModelPatcher)
+    layer_choice: str = "all"  # the name of the layer choice (kvbank.KV_LAYER_CHOICES) that gave ``layers``
 
     @property
     def levels(self) -> int:
@@ -153,6 +154,7 @@ class InversionRecorder:
     swap: AttentionSwap
     latent_shape: tuple
     layers: frozenset = frozenset()   # the self-attention layers the patch was registered on
+    layer_choice: str = "all"
     chunk: object = 1                 # int, or Callable[[torch.Tensor], int]
     split_key: Optional[Callable[[int], Hashable]] = None
     latent_image: Optional[torch.Tensor] = None
@@ -181,7 +183,8 @@ def sample_ddpm_invert(model, x, sigmas, extra_args=None, callback=None, disable
     recorder.result = Inversion(schedule=sched, latents=tuple(latents), posterior_means=tuple(means),
                                 bank=recorder.swap.bank.freeze(), seed=recorder.seed,
                                 latent_shape=tuple(recorder.latent_shape), layers=frozenset(recorder.layers),
-                                chunk=chunk, latent_image=recorder.latent_image)
+                                chunk=chunk, latent_image=recorder.latent_image,
+                                layer_choice=recorder.layer_choice)
     return latents[n] * coefs[-1].scale_in
 
 

@@ -130,7 +130,8 @@ def kv_cache_estimate(model, latent_shape, levels: int, blocks=None, entries: in
 
 
 def gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB"
+    """Bytes for the log: GiB with two decimals, MiB below 1 GiB."""
+    return f"{n / 2**30:.2f} GiB" if abs(n) >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def kv_placement(kv_cache: str, kv_bytes: int, device, call_bytes: float):

@@ -248,17 +248,39 @@ def test_a_drag_moves_the_latent(family, sn, comfyui):
 # 16 layers, 11,550,720 key elements per step; SD2 768-v: 2.25x the tokens; SDXL at 1024: 70 layers,
 # 104,857,600 key elements per step (400 MiB of keys and values).
 KV_PER_STEP = {"sd2": (512, 46_202_880), "sd2v": (768, 103_956_480), "sdxl": (1024, 400 * 2**20)}
+# kv_layers choice: the blocks it keeps, and its layers in SD2.x / SDXL (the two smaller choices split the UNet)
+LAYER_CHOICES = {"all": (("input", "middle", "output"), {"sd2": 16, "sdxl": 70}),
+                 "decoder only": (("output",), {"sd2": 9, "sdxl": 36}),
+                 "encoder + middle": (("input", "middle"), {"sd2": 7, "sdxl": 34})}
+# SDXL at 1024x1024, 10 steps, fp16, per choice (GiB, as the README and the node's tooltip give them)
+SDXL_1024_GIB = {"all": 3.91, "decoder only": 2.05, "encoder + middle": 1.86}
 
 
-def test_kv_cache_size_at_native_resolution(family, sn):
-    """The K/V cache at the family's own resolution, 10 inversion steps, fp16, from the layer shapes of the
-    loaded model, checked against the layer count and against the bank a full-size inversion filled
-    (SDXL 1024x1024: 70 layers, 400 MiB per step, 3.91 GiB in all)."""
+def test_kv_cache_size_at_native_resolution(family, sn, comfyui):
+    """The K/V cache at the family's own resolution, 10 inversion steps, fp16, per kv_layers choice, as
+    DDPM Invert-and-Cache estimates it from the loaded model (its kv_cache auto decision), checked
+    against the layer count, an independent count of the UNet's attn1 modules, and the bank a full-size
+    inversion filled (SDXL 1024x1024: 70 layers, 400 MiB per step, 3.91 GiB in all; decoder only 36
+    layers, 2.05 GiB; encoder + middle 34 layers, 1.86 GiB)."""
+    host = comfyui.pack.nodes.host
     side, per_step = KV_PER_STEP[family.name]
-    sizes = kv_sizes(family.model, image=side)
-    assert sizes["layers"]["all"] == SELF_ATTENTION_LAYERS[family.name]
-    assert sizes["bytes_per_step"]["all"] == per_step
-    assert sizes["bytes"]["all"] == 10 * per_step
+    blocks = host.self_attention_blocks(family.model)
+    latent = (1, 4, side // 8, side // 8)
+    counted = transformer_blocks(family.model)
+    sizes = {}
+    for choice, (names, layer_counts) in LAYER_CHOICES.items():
+        chosen = comfyui.core.kvbank.choose_layers(blocks, choice)
+        assert chosen == {b for b in blocks if b[0] in names}
+        n, layers = host.kv_cache_estimate(family.model, latent, 10, chosen, itemsize=2)
+        assert layers == layer_counts["sdxl" if family.name == "sdxl" else "sd2"] == \
+            sum(d for b, d in counted.items() if b in chosen)
+        sizes[choice] = n
+        if family.name == "sdxl":
+            assert round(n / 2**30, 2) == SDXL_1024_GIB[choice]
+        logging.getLogger("RegionDrag.tests").info("%s %dx%d, 10 steps, fp16, kv_layers %s: %d layers, %.2f GiB",
+                                                   family.name, side, side, choice, layers, n / 2**30)
+    assert sizes["all"] == 10 * per_step == sizes["decoder only"] + sizes["encoder + middle"]
+    assert host.kv_cache_estimate(family.model, latent, 10, itemsize=2)[0] == sizes["all"]
     # the same figures from a measured bank: tokens scale with the latent area, bytes with the dtype
     inv = family.inversion(sn, "full")
     by_group = {}
@@ -266,44 +288,11 @@ def test_kv_cache_size_at_native_resolution(family, sn):
         k, v = inv.bank.get(level, layer, chunk)
         by_group[layer[0]] = by_group.get(layer[0], 0) + (k.numel() + v.numel()) * k.element_size()
         itemsize = k.element_size()
-    scale = (side // 8 / LATENT) ** 2 * 2 / itemsize / inv.levels   # one step, fp16, at the family's size
-    assert inv.cache_nbytes()["kv"] * scale == sizes["bytes_per_step"]["all"]
-    assert by_group["output"] * scale == sizes["bytes_per_step"]["decoder"]
-    assert (by_group["output"] + by_group["middle"]) * scale == sizes["bytes_per_step"]["decoder+middle"]
-
-
-def kv_sizes(model, image=1024, steps=10, itemsize=2):
-    """K/V bytes per layer choice, from the loaded UNet: each attn1's tokens (latent side halved at every
-    Downsample, doubled at every Upsample) x its key and value widths x ``itemsize``."""
-    from comfy.ldm.modules.attention import BasicTransformerBlock
-    unet = model.get_model_object("diffusion_model")
-    per_layer = {}   # (block, number, transformer index) -> (latent side, bytes per step)
-    side = image // 8
-    for name, blocks in (("input", unet.input_blocks), ("middle", [unet.middle_block]), ("output", unet.output_blocks)):
-        for number, block in enumerate(blocks):
-            if any(type(m).__name__ == "Downsample" for m in block):
-                side //= 2
-            attn = [m.attn1 for m in block.modules() if isinstance(m, BasicTransformerBlock)]
-            for idx, a in enumerate(attn):
-                per_layer[(name, number, idx)] = (side, side * side * (a.to_k.out_features + a.to_v.out_features) * itemsize)
-            if any(type(m).__name__ == "Upsample" for m in block):
-                side *= 2
-    top = max(s for s, _ in per_layer.values())
-    choices = {
-        "all": lambda k, s: True,
-        "decoder": lambda k, s: k[0] == "output",
-        "decoder+middle": lambda k, s: k[0] in ("output", "middle"),
-        "encoder+middle": lambda k, s: k[0] in ("input", "middle"),
-        "highest-resolution layers": lambda k, s: s == top,
-        "lowest-resolution layers": lambda k, s: s < top,
-    }
-    out = {"layers": {}, "bytes_per_step": {}, "bytes": {}}
-    for choice, keep in choices.items():
-        chosen = [b for k, (s, b) in per_layer.items() if keep(k, s)]
-        out["layers"][choice] = len(chosen)
-        out["bytes_per_step"][choice] = sum(chosen)
-        out["bytes"][choice] = sum(chosen) * steps
-    return out
+    assert inv.bank.nbytes() == host.kv_cache_estimate(family.model, inv.latent_shape, inv.levels)[0]
+    scale = (side // 8 / LATENT) ** 2 * 2 / itemsize * 10 / inv.levels   # 10 steps, fp16, at the family's size
+    assert inv.cache_nbytes()["kv"] * scale == sizes["all"]
+    assert by_group["output"] * scale == sizes["decoder only"]
+    assert (by_group["input"] + by_group["middle"]) * scale == sizes["encoder + middle"]
 
 
 # ------------------------------------------------------------------ flow matching is refused

@@ -113,8 +113,9 @@ def test_auto_places_the_cache_from_comfyuis_free_memory(api, sd15_small, monkey
         line = [s for s in records if s.startswith("RegionDrag: K/V cache")]
         assert len(line) == 1, records
         where = "cpu:0" if fits else "cpu"   # the model's device, or host memory
-        assert line[0].startswith(f"RegionDrag: K/V cache {kv_bytes / 2**30:.2f} GiB (16 layers x {LEVELS} steps) "
-                                  f"on {where}: {free / 2**30:.2f} GiB free on cpu:0 {'>=' if fits else '<'} "), line
+        assert line[0].startswith(f"RegionDrag: K/V cache {host.gib(kv_bytes)} (16 layers x {LEVELS} steps) "
+                                  f"on {where}: {host.gib(free)} free on cpu:0 {'>=' if fits else '<'} "), line
+        assert host.gib(kv_bytes).endswith(" MiB") and host.gib(4194304000) == "3.91 GiB"
         assert inv.chunk == 1   # auto batching: one level per call on a CPU device
         out, swap = sn.run_drag(model, inv, no_pairs(core, latent), positive, 0.2, 1.0, 11)
         assert torch.equal(out, latent["samples"])

@@ -18,6 +18,15 @@ touches all of them alike and the ratios stay meaningful.
 * ComfyUI sampler ``KSampler`` node, ``--sampler-steps`` (20) steps, CFG 7.5, euler/normal
 * low-memory edit the full edit with ``kv_cache="cpu"`` (keys/values kept in host memory)
 
+The full edit runs DDPM Invert-and-Cache with its defaults (``kv_cache`` auto, ``kv_layers`` all); the
+report gives the K/V cache size and where auto placed it, and the cache at the family's native size
+(10 steps, fp16) for every ``kv_layers`` choice.
+
+``--family`` (sd15, sd2, sd2v = SD2.x 768 v-prediction, sdxl) is read from ``--ckpt``'s keys when not
+given, as scripts/run_edit.py does; without ``--ckpt`` it picks that family's random-weight checkpoint
+(written once to the cache folder). SD2.x and SDXL are conditioned as their workflows do (SDXL: CLIP
+Text Encode SDXL with the image size).
+
 ``--compile BACKEND`` chains ComfyUI's TorchCompileModel node (backend ``inductor`` or ``cudagraphs``)
 onto the loaded model before anything runs, as a user would: the edit and the KSampler then run
 compiled UNets (the fast path), and the warm-up's first edit, timed on its own, includes compiling.
@@ -34,12 +43,13 @@ Usage (the pack's folder as the working directory, or any)::
     COMFYUI_PATH=/path/to/ComfyUI /path/to/ComfyUI/venv/bin/python scripts/benchmark.py
         [--size 256] [--steps 20] [--start-t 0.5] [--repeats 3] [--ckpt PATH]
         [--dtype auto|fp16|bf16|fp32] [--json OUT.json] [--quick] [--pytorch-attention] [--cpu] [--check]
-        [--compile inductor|cudagraphs]
+        [--compile inductor|cudagraphs] [--family sd15|sd2|sd2v|sdxl]
 
-Defaults: size 512 on CUDA, 256 on the CPU; ``--quick`` = 1 repeat at 128x128 (a smoke run);
-``--ckpt`` defaults to the random-weight SD1.5 checkpoint in ``~/.cache/comfyui-regiondrag/``
+Defaults: size on CUDA the family's native size (512; 768 for sd2v; 1024 for sdxl), 256 on the CPU; ``--quick`` = 1 repeat at 128x128 (a smoke run);
+``--ckpt`` defaults to the family's random-weight checkpoint in ``~/.cache/comfyui-regiondrag/``
 (``$REGIONDRAG_CACHE``), written on first use; ``--dtype`` sets the UNet's dtype as ComfyUI's
-``--fp16-unet`` etc. would (default fp16 on CUDA; elsewhere ComfyUI chooses). ``--check`` exits 1
+``--fp16-unet`` etc. would (default fp16 on CUDA and for SDXL on the CPU, as run_edit.py runs it;
+elsewhere ComfyUI chooses). ``--check`` exits 1
 when a budget fails. Progress goes to stderr, the report to stdout.
 """
 from __future__ import annotations
@@ -70,6 +80,8 @@ KV_BUDGET_BYTES = 0.5e9   # GB = 10^9 bytes
 # Self-attention blocks of SD1.5's UNet as ComfyUI names them (transformer_options["block"]).
 SD15_ATTN_BLOCKS = ([("input", i) for i in (1, 2, 4, 5, 7, 8)] + [("middle", 0)]
                     + [("output", i) for i in range(3, 12)])
+FAMILIES = ("sd15", "sd2", "sd2v", "sdxl")
+NATIVE_SIZE = {"sd15": 512, "sd2": 512, "sd2v": 768, "sdxl": 1024}
 
 
 def sd15_kv_bytes(latent_h: int, latent_w: int, levels: int, element_size: int = 2) -> int:
@@ -95,8 +107,10 @@ def parse_args(argv=None):
     p.add_argument("--start-t", type=float, default=0.5, help="inversion depth (0.5: 10 + 10 model calls)")
     p.add_argument("--repeats", type=int, default=None, help="measured rounds after the warm-up (3; 1 with --quick)")
     p.add_argument("--sampler-steps", type=int, default=20, help="steps of ComfyUI's KSampler (20)")
-    p.add_argument("--ckpt", default=None, help="SD1.5 checkpoint (default: the random-weight one, "
-                   "written if missing)")
+    p.add_argument("--ckpt", default=None, help="SD1.5, SD2.x or SDXL checkpoint (default: the family's "
+                   "random-weight one, written if missing)")
+    p.add_argument("--family", choices=FAMILIES, default=None,
+                   help="the checkpoint's family (default: read from --ckpt's keys; sd15 without --ckpt)")
     p.add_argument("--dtype", choices=["auto", "fp16", "bf16", "fp32"], default=None,
                    help="UNet dtype (default fp16 on CUDA, else ComfyUI's own choice)")
     p.add_argument("--json", metavar="OUT", default=None, help="also write the figures as JSON")
@@ -154,9 +168,50 @@ def set_unet_dtype(name: str) -> None:
     args.fp32_unet = name == "fp32"
 
 
-def default_checkpoint() -> str:
+def default_checkpoint(family: str = "sd15") -> str:
+    import random_checkpoints
     d = os.environ.get("REGIONDRAG_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "comfyui-regiondrag"))
-    return os.path.join(d, "random_sd15.safetensors")
+    return os.path.join(d, random_checkpoints.checkpoint_name(family))
+
+
+def resolve_family(opts) -> str:
+    """``--family``, else the family ``--ckpt``'s keys show (as run_edit.py), else sd15."""
+    if opts.ckpt is None:
+        return opts.family or "sd15"
+    import random_checkpoints
+    try:
+        found = random_checkpoints.family_of_checkpoint(opts.ckpt)
+    except (ValueError, OSError) as e:
+        if opts.family is None:
+            raise SystemExit(f"--ckpt {opts.ckpt}: cannot tell its family ({e}); pass --family") from None
+        return opts.family
+    if opts.family is not None and opts.family != found:
+        log.warning("--family %s, but %s looks like %s from its keys; using %s.", opts.family, opts.ckpt, found,
+                    opts.family)
+    return opts.family or found
+
+
+def encode(clip, family: str, text: str, size: int):
+    """The positive conditioning as the family's workflow makes it (SDXL: CLIP Text Encode SDXL, sizes)."""
+    import nodes
+    if family == "sdxl":
+        from comfy_extras.nodes_clip_sdxl import CLIPTextEncodeSDXL
+        out = CLIPTextEncodeSDXL.execute(clip, size, size, 0, 0, size, size, text, text)
+        return out.args[0] if hasattr(out, "args") else out[0]
+    return nodes.CLIPTextEncode().encode(clip, text)[0]
+
+
+class KVLog(logging.Handler):
+    """Keeps RegionDrag's "K/V cache ... on ..." placement lines."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        msg = record.getMessage()
+        if msg.startswith("RegionDrag: K/V cache"):
+            self.lines.append(msg)
 
 
 def load_pack():
@@ -254,22 +309,28 @@ class Bench:
         self.size = opts.size
         self.image = synthetic_image(opts.size)
         self.pairs = [region_pair(pack, opts.size)]
-        encode = nodes.CLIPTextEncode().encode
-        self.positive = encode(clip, PROMPT)[0]
-        self.negative = encode(clip, "")[0]
+        self.positive = encode(clip, opts.family, PROMPT, opts.size)
+        self.negative = encode(clip, opts.family, "", opts.size)
         self.latent = None   # the VAE-encoded image, for the sampler
         self.inv = None
         self.bare_in = None  # the bare calls' inputs, taken from the warm-up's inversion
+        self.kv_log = KVLog()
+        logging.getLogger("RegionDrag").addHandler(self.kv_log)
+        logging.getLogger("RegionDrag").setLevel(logging.INFO)
+        self.placement = None
 
     # -- the edit, in the pieces a ComfyUI graph runs
-    def full_edit(self, kv_cache: str = "model device") -> dict:
+    def full_edit(self, kv_cache: str = "auto") -> dict:
         c, t = self.clock, {}
         t0 = c()
         latent = self.nodes.VAEEncode().encode(self.vae, self.image)[0]
         t1 = c()
+        seen = len(self.kv_log.lines)
         inv = self.sn.run_inversion(self.model, self.positive, latent, self.o.steps, self.o.start_t, SEED,
                                     kv_cache, 0)
         t2 = c()
+        if kv_cache == "auto" and len(self.kv_log.lines) > seen:
+            self.placement = self.kv_log.lines[-1]   # where auto put this edit's cache, and why
         rest = self._drag(inv, latent)
         t["vae_encode"], t["inversion"] = t1 - t0, t2 - t1
         t.update(rest)
@@ -358,22 +419,24 @@ def run(opts) -> dict:
     import comfy.utils
     dev = mm.get_torch_device()
     cuda = dev.type == "cuda"
+    opts.family = resolve_family(opts)
     if opts.size is None:
-        opts.size = 128 if opts.quick else (512 if cuda else 256)
-    dtype = opts.dtype or ("fp16" if cuda else "auto")
+        opts.size = 128 if opts.quick else (NATIVE_SIZE[opts.family] if cuda else 256)
+    dtype = opts.dtype or ("fp16" if cuda or opts.family == "sdxl" else "auto")
     if dtype != "auto":
         set_unet_dtype(dtype)
     comfy.utils.PROGRESS_BAR_ENABLED = False   # both the edit and KSampler read it
 
     ckpt = opts.ckpt
     if ckpt is None:
-        ckpt = default_checkpoint()
+        import random_checkpoints
+        ckpt = default_checkpoint(opts.family)
         if not os.path.exists(ckpt):
-            import random_sd15
-            log.info("writing the random SD1.5 checkpoint to %s (about a minute)", ckpt)
-            random_sd15.write_random_sd15(ckpt)
+            log.info("writing the random %s checkpoint to %s (a minute or two)", opts.family, ckpt)
+        random_checkpoints.write_random_checkpoint(opts.family, ckpt)
     elif not os.path.isfile(ckpt):
         raise SystemExit(f"--ckpt {ckpt}: no such file")
+    log.info("checkpoint family: %s", opts.family)
 
     pack = load_pack()
     with torch.inference_mode():
@@ -443,10 +506,17 @@ def run(opts) -> dict:
     kv_512_10_fp16 = kv_fp16 * area * 10 / levels
     attn_blocks = sorted(pack.nodes.host.self_attention_blocks(model))
     sd15_shaped = attn_blocks == sorted(SD15_ATTN_BLOCKS)
+    native = NATIVE_SIZE[opts.family]
+    kvbank = pack.regiondrag_core.kvbank
+    per_choice = {}
+    for choice in kvbank.KV_LAYER_CHOICES:
+        n, layers = pack.nodes.host.kv_cache_estimate(
+            model, (1, 4, native // 8, native // 8), 10, kvbank.choose_layers(attn_blocks, choice), itemsize=2)
+        per_choice[choice] = {"layers": layers, "bytes": n}
 
     unet = model.model
     result = {
-        "comfyui_version": comfy_version(root), "comfyui_path": root,
+        "comfyui_version": comfy_version(root), "comfyui_path": root, "family": opts.family,
         "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if cuda else cpu_name(),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "attention": pack.nodes.host.comfy_attention.optimized_attention.__name__,
@@ -464,7 +534,10 @@ def run(opts) -> dict:
         "kv_cache": {"bytes": kv["kv"], "dtype": kv_dtype, "bytes_fp16": int(kv_fp16),
                      "bytes_fp16_512px_10_steps": int(kv_512_10_fp16), "latents_bytes": kv["latents"],
                      "sd15_expected_bytes": sd15_kv_bytes(*latent_hw, levels, kv_elem),
-                     "sd15_expected_bytes_fp16_512px_10_steps": sd15_kv_bytes(64, 64, 10, 2)},
+                     "sd15_expected_bytes_fp16_512px_10_steps": sd15_kv_bytes(64, 64, 10, 2),
+                     "estimate_bytes": pack.nodes.host.kv_cache_estimate(model, b.inv.latent_shape, levels)[0],
+                     "placement_log": b.placement,
+                     "native_size": native, "native_10_steps_fp16_per_layer_choice": per_choice},
         "peak_memory": {"kind": "cuda max_memory_allocated" if cuda else "process peak RSS",
                         "bytes": dict(b.mem.peaks),
                         **({} if cuda else {"rss_after_model_load": rss_after_load})},
@@ -592,9 +665,17 @@ def report(r: dict, write=None) -> None:
     write(f"K/V cache scaled to 512x512, 10 steps, fp16: {mb(kv['bytes_fp16_512px_10_steps'])}"
           + ("" if r["size"] == 512 else f" (K/V scales with latent area: x{(512 / r['size']) ** 2:g} from "
              f"{r['size']}x{r['size']})"))
-    write(f"  expected for SD1.5's 16 self-attention layers: {mb(kv['sd15_expected_bytes'])} at this size and "
-          f"dtype, {mb(kv['sd15_expected_bytes_fp16_512px_10_steps'])} at 512x512, 10 steps, fp16")
-    if not r["sd15_attention_layout"]:
+    if r["sd15_attention_layout"]:
+        write(f"  expected for SD1.5's 16 self-attention layers: {mb(kv['sd15_expected_bytes'])} at this size "
+              f"and dtype, {mb(kv['sd15_expected_bytes_fp16_512px_10_steps'])} at 512x512, 10 steps, fp16")
+    write(f"  estimated before the inversion (kv_cache auto decides on it): {mb(kv['estimate_bytes'])}")
+    if kv["placement_log"]:
+        write(f"  placement (the full edit, kv_cache auto): {kv['placement_log'].split(': ', 1)[1]}")
+    gib = lambda b: f"{b / 2**30:.2f} GiB"  # noqa: E731
+    write(f"K/V cache of this {r['family']} UNet at {kv['native_size']}x{kv['native_size']}, 10 steps, fp16, per "
+          "kv_layers: " + "; ".join(f"{c} {v['layers']} layers {gib(v['bytes'])}"
+                                    for c, v in kv["native_10_steps_fp16_per_layer_choice"].items()))
+    if not r["sd15_attention_layout"] and r["family"] == "sd15":
         write("  WARNING: the checkpoint's UNet is not SD1.5-shaped: self-attention in "
               + " ".join(f"{n}{i}" for n, i in r["self_attention_blocks"])
               + "; SD1.5 has input1 input2 input4 input5 input7 input8 middle0 output3..output11. "

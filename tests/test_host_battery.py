@@ -151,8 +151,27 @@ def _nested(depth):
     return '{"version": 1, "pairs": [], "x": ' + "[" * depth + "]" * depth + "}"
 
 
+def _denoising_positive(*specs):
+    """RegionDrag KSampler's positive from nodes ``specs`` (EXTRA, EXTRA2, ...; the last one feeds it),
+    the inversion's from the plain prompt: conditioning that does not match the cached keys/values."""
+    def f(g, ctx):
+        for nid, spec in zip((EXTRA, EXTRA2), specs):
+            g[nid] = spec
+        g[DRAG]["inputs"]["positive"] = [(EXTRA, EXTRA2)[len(specs) - 1], 0]
+    return f
+
+
 # (case, mutate(graph, ctx), node, input, a fragment of the message)
 CASES = [
+    # composition: the denoising's conditioning must be the inversion's
+    ("denoising positive has a second prompt entry (Conditioning Combine)", _denoising_positive(
+        {"class_type": "CLIPTextEncode", "inputs": {"text": "a lake", "clip": [CKPT, 1]}},
+        {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": [CLIP, 0], "conditioning_2": [EXTRA, 0]}}),
+     "RegionDragKSampler", "positive", "does not match the inversion's"),
+    ("denoising positive is an area prompt (Conditioning Set Area Percentage)", _denoising_positive(
+        {"class_type": "ConditioningSetAreaPercentage",
+         "inputs": {"conditioning": [CLIP, 0], "width": 0.5, "height": 0.5, "x": 0.0, "y": 0.0, "strength": 1.0}}),
+     "RegionDragKSampler", "positive", "does not match the inversion's"),
     # regions
     ("region beside the image (its box overlaps it)",
      _shapes_text(shapes(((HANDLE, [[-20, 10], [10, -20], [-20, -20]]),))), "RegionMaskPair", "shapes",

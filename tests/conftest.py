@@ -7,6 +7,7 @@ is found, when no host test ran, or when any test skipped for a reason that is n
 (``DECLARED_SKIPS``: GPU-only tests on a CPU machine, soaks that are run by hand)."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -178,3 +179,29 @@ def comfy_server(sd15_checkpoint):
         pytest.fail(str(e))
     yield server
     server.close()
+
+
+def sd15_prompt_and_latent(sd15, comfyui, side: int = 16):
+    """(MODEL, positive "a photo of a cat", a seeded random LATENT of ``side`` x ``side`` latent pixels)."""
+    import torch
+    model, clip, _ = sd15
+    positive = comfyui.nodes.CLIPTextEncode().encode(clip, "a photo of a cat")[0]
+    latent = {"samples": torch.randn(1, 4, side, side, generator=torch.Generator().manual_seed(3))}
+    return model, positive, latent
+
+
+@pytest.fixture(scope="module")
+def sd15_inputs(sd15, comfyui):
+    """The random SD1.5 model, a prompt and a 128x128-pixel (16x16) latent."""
+    return sd15_prompt_and_latent(sd15, comfyui, 16)
+
+
+class LogLines(logging.Handler):
+    """Collects the messages of the log records it sees (attach it to a logger in a test)."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())

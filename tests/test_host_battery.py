@@ -9,7 +9,6 @@ environment variable ``REGIONDRAG_BATTERY_TABLE`` (Markdown), when set.
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import COMFYUI, _cache_dir
+from conftest import COMFYUI, LogLines, _cache_dir
 
 pytestmark = pytest.mark.host
 
@@ -48,20 +48,13 @@ def family_checkpoints():
     return {f: rc.write_random_checkpoint(f, os.path.join(_cache_dir(), rc.checkpoint_name(f))) for f in FAMILIES}
 
 
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.lines = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
 
 
 def load_checkpoint(comfyui, family):
     """CheckpointLoaderSimple on ``family``'s file; returns (MODEL, CLIP, VAE, log lines of the load)."""
     import random_checkpoints as rc
     from comfy.cli_args import args
-    records = _Records()
+    records = LogLines()
     root = logging.getLogger()
     old_level = root.level
     root.addHandler(records)

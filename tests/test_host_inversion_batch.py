@@ -33,14 +33,6 @@ def api(comfyui):
 
 
 @pytest.fixture(scope="module")
-def sd15_inputs(sd15, comfyui):
-    model, clip, vae = sd15
-    positive = comfyui.nodes.CLIPTextEncode().encode(clip, "a photo of a cat")[0]
-    latent = {"samples": torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(3))}
-    return model, positive, latent
-
-
-@pytest.fixture(scope="module")
 def sequential(api, sd15_inputs):
     hc, sn, core = api
     model, positive, lat = sd15_inputs

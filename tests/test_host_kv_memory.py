@@ -12,6 +12,8 @@ import logging
 import pytest
 import torch
 
+from conftest import LogLines, sd15_prompt_and_latent
+
 pytestmark = pytest.mark.host
 
 DEVICE = torch.device("cpu", 0)   # != torch.device("cpu"): a device auto must decide for
@@ -29,25 +31,13 @@ def api(comfyui):
 @pytest.fixture(scope="module")
 def sd15_small(sd15, comfyui):
     """The random SD1.5 checkpoint, its conditioning and a 64x64-pixel latent."""
-    model, clip, _ = sd15
-    positive = comfyui.nodes.CLIPTextEncode().encode(clip, "a photo of a cat")[0]
-    latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))}
-    return model, positive, latent
-
-
-class Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.lines = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
+    return sd15_prompt_and_latent(sd15, comfyui, 8)
 
 
 @pytest.fixture
 def records():
     log = logging.getLogger("RegionDrag")
-    h = Records()
+    h = LogLines()
     old = log.level
     log.addHandler(h)
     log.setLevel(logging.INFO)

@@ -29,14 +29,6 @@ def tiny():
     return model, positive
 
 
-@pytest.fixture(scope="module")
-def sd15_inputs(sd15, comfyui):
-    model, clip, vae = sd15
-    positive = comfyui.nodes.CLIPTextEncode().encode(clip, "a photo of a cat")[0]
-    latent = {"samples": torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(3))}
-    return model, positive, latent
-
-
 def latent(h=16, w=16, seed=5):
     return {"samples": torch.randn(1, 4, h, w, generator=torch.Generator().manual_seed(seed))}
 

@@ -55,6 +55,20 @@ def edit_graph(image: str, k: int) -> dict:
     return g
 
 
+def _anon_rss(pid) -> int:
+    """Anonymous resident memory (``RssAnon``, Linux): what leaked tensors occupy. RSS also counts
+    file-backed pages (a memory-mapped checkpoint) that the kernel may drop under memory pressure,
+    which could hide a leak; 0 where /proc does not tell."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def _gpu_used(client):
     used = 0
     for d in client.get("/system_stats").get("devices", []):
@@ -68,7 +82,7 @@ def test_200_edits_memory_stays_flat(comfy_server):
     server, client = comfy_server, comfy_server.client
     proc = psutil.Process(server.proc.pid)
     image = _picture(server)
-    rss, gpu, reinverted, t0 = {}, {}, 0, time.time()
+    rss, anon, gpu, reinverted, t0 = {}, {}, {}, 0, time.time()
     for k in range(EDITS):
         entry = client.run(edit_graph(image, k), timeout=1800)
         assert SAVE in entry["outputs"]
@@ -76,11 +90,12 @@ def test_200_edits_memory_stays_flat(comfy_server):
         if INV not in cached_nodes(entry):
             reinverted += 1
         if k + 1 in (10, EDITS):
-            rss[k + 1], gpu[k + 1] = proc.memory_info().rss, _gpu_used(client)
+            rss[k + 1], anon[k + 1], gpu[k + 1] = proc.memory_info().rss, _anon_rss(proc.pid), _gpu_used(client)
     growth = rss[EDITS] / rss[10] - 1
     report = {"edits": EDITS, "size": SIZE, "inversions": reinverted, "seconds": round(time.time() - t0),
               "rss_after_10_MiB": round(rss[10] / 2**20, 1), "rss_after_200_MiB": round(rss[EDITS] / 2**20, 1),
               "rss_growth_pct": round(100 * growth, 2),
+              "anon_after_10_MiB": round(anon[10] / 2**20, 1), "anon_after_200_MiB": round(anon[EDITS] / 2**20, 1),
               "gpu_after_10_MiB": round(gpu[10] / 2**20, 1), "gpu_after_200_MiB": round(gpu[EDITS] / 2**20, 1)}
     print("RegionDrag soak:", json.dumps(report))
     if os.environ.get("REGIONDRAG_SOAK_REPORT"):
@@ -88,5 +103,7 @@ def test_200_edits_memory_stays_flat(comfy_server):
             json.dump(report, f, indent=1)
     assert reinverted == EDITS // REINVERT_EVERY
     assert growth <= BUDGET, f"server RSS grew {100 * growth:.1f}% from edit 10 to edit {EDITS}"
+    if anon[10]:
+        assert anon[EDITS] <= anon[10] * (1 + BUDGET), f"anonymous memory grew from {anon[10]} to {anon[EDITS]} bytes"
     if gpu[10]:
         assert gpu[EDITS] <= gpu[10] * (1 + BUDGET)

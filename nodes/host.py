@@ -76,18 +76,8 @@ def _model_kind(model, ms) -> str:
 
 
 def self_attention_blocks(model) -> list[tuple[str, int]]:
-    """(block name, number) of every UNet block that holds a SpatialTransformer, as the host names them."""
-    unet = model.get_model_object("diffusion_model")
-    found = []
-    for name, blocks in (("input", getattr(unet, "input_blocks", None)),
-                         ("middle", [getattr(unet, "middle_block", None)]),
-                         ("output", getattr(unet, "output_blocks", None))):
-        if blocks is None:
-            continue
-        for number, block in enumerate(blocks):
-            if block is not None and any(isinstance(m, comfy_attention.SpatialTransformer) for m in block.modules()):
-                found.append((name, number))
-    return found
+    """(block name, number) of every UNet block that holds self-attention, as the host names them."""
+    return list(dict.fromkeys(tuple(layer.key[:2]) for layer in attention_layers(model)))
 
 
 def attention_layers(model) -> list[AttentionLayer]:

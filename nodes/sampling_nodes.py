@@ -41,7 +41,7 @@ def _model_signature(model) -> tuple:
     import comfy.model_sampling
     ms = model.get_model_object("model_sampling")
     pred = "v-prediction" if isinstance(ms, comfy.model_sampling.V_PREDICTION) else "eps-prediction"
-    dtype = model.get_model_object("manual_cast_dtype") or model.model_dtype()
+    dtype = host.compute_dtype(model)
     return pred, str(dtype).replace("torch.", "")
 
 

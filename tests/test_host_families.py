@@ -301,6 +301,27 @@ def test_kv_cache_size_at_native_resolution(family, sn, comfyui):
     assert (by_group["input"] + by_group["middle"]) * scale == sizes["encoder + middle"]
 
 
+def test_benchmark_measures_the_family(family, comfyui):
+    """scripts/benchmark.py's measurements run on the family's own checkpoint, as ``--family`` runs
+    them on a GPU: a full edit, a re-edit, the bare UNet calls at batch 1 and batched (SDXL's UNet needs
+    its pooled text and size conditioning as ``y``, which the sampler adds and bare calls must too) and
+    ComfyUI's KSampler; 64x64, 4 steps (2 inverted, 2 denoised), in this process."""
+    import benchmark
+    opts = benchmark.parse_args(["--family", family.name, "--size", "64", "--steps", "4", "--sampler-steps", "1"])
+    b = benchmark.Bench(opts, comfyui.pack, family.model, family.clip, family.vae, cuda=False)
+    edit = b.full_edit()
+    assert edit["total"] > 0 and b.inv.levels == 2
+    b.bare_in = b.bare_inputs()
+    inputs = b.unet_inputs(b.bare_in[0][1])
+    assert set(inputs) >= ({"c_crossattn", "y"} if family.name == "sdxl" else {"c_crossattn"}), set(inputs)
+    if family.name == "sdxl":   # 1280 pooled text + 6 size numbers x 256
+        assert tuple(inputs["y"].shape) == (1, 2816)
+    assert len(b.bare_in) == 4
+    assert b.re_edit()["total"] > 0
+    assert b.bare_calls() > 0 and b.bare_batched() > 0
+    assert b.comfy_sampler(1) > 0
+
+
 # ------------------------------------------------------------------ flow matching is refused
 
 

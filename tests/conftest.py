@@ -38,6 +38,9 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    # memory_heavy tests go first, before any other test loads a model into this process or starts the
+    # session's ComfyUI server: on a 24 GB machine a second full-size SDXL does not fit beside those.
+    items.sort(key=lambda item: 0 if "memory_heavy" in item.keywords else 1)   # stable: order kept otherwise
     for item in items:
         if "gpu" in item.keywords:
             import torch

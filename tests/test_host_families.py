@@ -305,21 +305,24 @@ def test_benchmark_measures_the_family(family, comfyui):
     """scripts/benchmark.py's measurements run on the family's own checkpoint, as ``--family`` runs
     them on a GPU: a full edit, a re-edit, the bare UNet calls at batch 1 and batched (SDXL's UNet needs
     its pooled text and size conditioning as ``y``, which the sampler adds and bare calls must too) and
-    ComfyUI's KSampler; 64x64, 4 steps (2 inverted, 2 denoised), in this process."""
+    ComfyUI's KSampler; 64x64, 4 steps (2 inverted, 2 denoised), in this process, under inference mode
+    as the benchmark runs them (outside it a bare call on SDXL's fp16 weights keeps their fp32 casts for
+    autograd: 8 GB more)."""
     import benchmark
     opts = benchmark.parse_args(["--family", family.name, "--size", "64", "--steps", "4", "--sampler-steps", "1"])
-    b = benchmark.Bench(opts, comfyui.pack, family.model, family.clip, family.vae, cuda=False)
-    edit = b.full_edit()
-    assert edit["total"] > 0 and b.inv.levels == 2
-    b.bare_in = b.bare_inputs()
-    inputs = b.unet_inputs(b.bare_in[0][1])
-    assert set(inputs) >= ({"c_crossattn", "y"} if family.name == "sdxl" else {"c_crossattn"}), set(inputs)
-    if family.name == "sdxl":   # 1280 pooled text + 6 size numbers x 256
-        assert tuple(inputs["y"].shape) == (1, 2816)
-    assert len(b.bare_in) == 4
-    assert b.re_edit()["total"] > 0
-    assert b.bare_calls() > 0 and b.bare_batched() > 0
-    assert b.comfy_sampler(1) > 0
+    with torch.inference_mode():
+        b = benchmark.Bench(opts, comfyui.pack, family.model, family.clip, family.vae, cuda=False)
+        edit = b.full_edit()
+        assert edit["total"] > 0 and b.inv.levels == 2
+        b.bare_in = b.bare_inputs()
+        inputs = b.unet_inputs(b.bare_in[0][1])
+        assert set(inputs) >= ({"c_crossattn", "y"} if family.name == "sdxl" else {"c_crossattn"}), set(inputs)
+        if family.name == "sdxl":   # 1280 pooled text + 6 size numbers x 256
+            assert tuple(inputs["y"].shape) == (1, 2816)
+        assert len(b.bare_in) == 4
+        assert b.re_edit()["total"] > 0
+        assert b.bare_calls() > 0 and b.bare_batched() > 0
+        assert b.comfy_sampler(1) > 0
 
 
 # ------------------------------------------------------------------ flow matching is refused
@@ -401,11 +404,13 @@ def sdxl_server(family_checkpoints):
 
 
 @pytest.mark.slow
+@pytest.mark.memory_heavy
 def test_sdxl_example_workflow_end_to_end(sdxl_server):
     """The shipped SDXL API workflow, on the random SDXL checkpoint, through /prompt: at 128x128 and 4
     steps (2 inverted, 2 denoised) so that the full-size SDXL UNet stays within a CI budget on the CPU
-    (20-40 s with the server's start). The server peaks near 12.5 GB while it loads the checkpoint; the
-    fixture has freed this process's own SDXL first (Family.release_all)."""
+    (20-40 s with the server's start). The server's RSS peaks near 13 GB while it loads the checkpoint,
+    so the test runs first in the session (memory_heavy), before this process loads any model or the
+    session's SD1.5 server starts; run on its own, the fixture frees this process's SDXL first."""
     from PIL import Image
     from test_host_server import write_test_image
     with open(SDXL_API) as f:

@@ -145,15 +145,16 @@ def import_comfy(opts) -> str:
     """ComfyUI as a library (``comfy_host``), with the launch flags this run asks for."""
     import comfy_host
     flags = {"use_pytorch_cross_attention": True} if opts.pytorch_attention else {}
-    if opts.vram is not None:
-        flags["reserve_vram"] = vram_limit(opts.vram)["reserve_vram_gb"]
+    opts.vram_limit = vram_limit(opts.vram) if opts.vram is not None else None
+    if opts.vram_limit:
+        flags["reserve_vram"] = opts.vram_limit["reserve_vram_gb"]
     try:
         root = comfy_host.import_comfy(cpu=True if opts.cpu else None, **flags)
     except RuntimeError as e:
         raise SystemExit(str(e)) from None
-    if opts.vram is not None:
+    if opts.vram_limit:
         import torch
-        torch.cuda.set_per_process_memory_fraction(vram_limit(opts.vram)["memory_fraction"])
+        torch.cuda.set_per_process_memory_fraction(opts.vram_limit["memory_fraction"])
     return root
 
 
@@ -198,8 +199,8 @@ def set_unet_dtype(name: str) -> None:
 
 def default_checkpoint(family: str = "sd15") -> str:
     import random_checkpoints
-    d = os.environ.get("REGIONDRAG_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "comfyui-regiondrag"))
-    return os.path.join(d, random_checkpoints.checkpoint_name(family))
+    from comfy_finder import cache_dir
+    return os.path.join(cache_dir(), random_checkpoints.checkpoint_name(family))
 
 
 def resolve_family(opts) -> str:
@@ -217,16 +218,6 @@ def resolve_family(opts) -> str:
         log.warning("--family %s, but %s looks like %s from its keys; using %s.", opts.family, opts.ckpt, found,
                     opts.family)
     return opts.family or found
-
-
-def encode(clip, family: str, text: str, size: int):
-    """The positive conditioning as the family's workflow makes it (SDXL: CLIP Text Encode SDXL, sizes)."""
-    import nodes
-    if family == "sdxl":
-        from comfy_extras.nodes_clip_sdxl import CLIPTextEncodeSDXL
-        out = CLIPTextEncodeSDXL.execute(clip, size, size, 0, 0, size, size, text, text)
-        return out.args[0] if hasattr(out, "args") else out[0]
-    return nodes.CLIPTextEncode().encode(clip, text)[0]
 
 
 class KVLog(logging.Handler):
@@ -337,8 +328,9 @@ class Bench:
         self.size = opts.size
         self.image = synthetic_image(opts.size)
         self.pairs = [region_pair(pack, opts.size)]
-        self.positive = encode(clip, opts.family, PROMPT, opts.size)
-        self.negative = encode(clip, opts.family, "", opts.size)
+        from comfy_host import encode_prompt
+        self.positive = encode_prompt(clip, opts.family, PROMPT, opts.size)
+        self.negative = encode_prompt(clip, opts.family, "", opts.size)
         self.latent = None   # the VAE-encoded image, for the sampler
         self.inv = None
         self.bare_in = None  # the bare calls' inputs, taken from the warm-up's inversion
@@ -568,7 +560,7 @@ def run(opts) -> dict:
         "dtype_option": dtype, "steps": opts.steps, "start_t": opts.start_t, "levels": levels,
         "model_calls": n_calls, "sampler_steps": opts.sampler_steps, "sampler_cfg": SAMPLER_CFG,
         "repeats": opts.repeats, "compile": opts.compile, "default_inversion_chunk": default_chunk,
-        "vram_limit": vram_limit(opts.vram) if opts.vram is not None else None,
+        "vram_limit": opts.vram_limit,
         "warm_up_s": {"first_full_edit": first_edit["total"], "first_comfy_sampler": first_sampler},
         "median_s": med, "runs_s": runs, "full_edit_parts_median_s": mparts, "full_edit_parts_s": parts,
         "floor_s": floor, "re_edit_floor_s": re_floor, "ratios": ratios, "ratios_per_round_median": ratios_paired,
@@ -613,16 +605,14 @@ def budgets(r: dict, cuda: bool) -> list[dict]:
 
     ra = r["ratios"]
     if cuda:
-        note = "" if (r["size"] == 512 and r["unet_dtype"] == "float16") else \
-            f"budget is for 512x512 fp16; this run: {r['size']}x{r['size']} {r['unet_dtype']}"
-        if r["family"] == "sdxl":
-            sdxl_note = "" if (r["size"] == 1024 and r["unet_dtype"] == "float16") else \
-                f"budget is for 1024x1024 fp16; this run: {r['size']}x{r['size']} {r['unet_dtype']}"
-            add("GPU, SDXL: full edit <= 0.8 x ComfyUI 20-step CFG 7.5 sampler", ra["full_edit_over_comfy_sampler"],
-                0.8, sdxl_note)
-        else:
-            add("GPU: full edit <= 0.6 x ComfyUI 20-step CFG 7.5 sampler", ra["full_edit_over_comfy_sampler"], 0.6,
-                note)
+        def fp16_at(side):
+            return "" if (r["size"] == side and r["unet_dtype"] == "float16") else \
+                f"budget is for {side}x{side} fp16; this run: {r['size']}x{r['size']} {r['unet_dtype']}"
+        note = fp16_at(512)
+        # the full edit's budget per family: SDXL's at its native 1024x1024 (issue 13), else SD1.5's (issue 10)
+        label, limit, side = ("GPU, SDXL", 0.8, 1024) if r["family"] == "sdxl" else ("GPU", 0.6, 512)
+        add(f"{label}: full edit <= {limit} x ComfyUI 20-step CFG 7.5 sampler", ra["full_edit_over_comfy_sampler"],
+            limit, fp16_at(side))
         add("GPU: re-edit <= 1.10 x its floor (10 bare batch-1 UNet calls + VAE decode)",
             ra["re_edit_over_its_floor"], 1.10, note)
         if r["compile"]:

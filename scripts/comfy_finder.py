@@ -6,6 +6,14 @@ import os
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def cache_dir() -> str:
+    """The folder of the pack's random-weight checkpoints: ``$REGIONDRAG_CACHE``, else
+    ``~/.cache/comfyui-regiondrag`` (created when missing)."""
+    d = os.environ.get("REGIONDRAG_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "comfyui-regiondrag"))
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
 def find_comfyui() -> str | None:
     """COMFYUI_PATH, else the ComfyUI folder this pack is installed in; None when neither is found."""
     env = os.environ.get("COMFYUI_PATH")

@@ -41,6 +41,17 @@ def import_comfy(cpu: bool | None = None, **cli_flags) -> str:
 
 
 
+def encode_prompt(clip, family: str, text: str, size: int):
+    """The positive conditioning as the family's example workflow makes it (after :func:`import_comfy`):
+    CLIP Text Encode, or for SDXL CLIP Text Encode SDXL with ``size`` as its size conditioning."""
+    if family == "sdxl":
+        from comfy_extras.nodes_clip_sdxl import CLIPTextEncodeSDXL
+        out = CLIPTextEncodeSDXL.execute(clip, size, size, 0, 0, size, size, text, text)
+        return out.args[0] if hasattr(out, "args") else out[0]   # V3 NodeOutput; a tuple on older hosts
+    import nodes
+    return nodes.CLIPTextEncode().encode(clip, text)[0]
+
+
 def torch_compiled(model, backend: str):
     """ComfyUI's own TorchCompileModel node applied to ``model`` (after :func:`import_comfy`)."""
     from comfy_extras.nodes_torch_compile import TorchCompileModel

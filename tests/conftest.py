@@ -17,7 +17,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 sys.path.append(REPO)  # `import regiondrag_core`; appended so ComfyUI's own `nodes` module wins
 
-from comfy_finder import find_comfyui  # noqa: E402
+from comfy_finder import cache_dir as _cache_dir, find_comfyui  # noqa: E402
 
 COMFYUI = find_comfyui()
 NO_HOST_REASON = ("ComfyUI not found: install this pack into ComfyUI/custom_nodes/ or set COMFYUI_PATH "
@@ -119,12 +119,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 # --------------------------------------------------------------------------- host fixtures
 
 CKPT_NAME = "random_sd15.safetensors"
-
-
-def _cache_dir() -> str:
-    d = os.environ.get("REGIONDRAG_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "comfyui-regiondrag"))
-    os.makedirs(d, exist_ok=True)
-    return d
 
 
 @pytest.fixture(scope="session")

@@ -49,8 +49,6 @@ def family_checkpoints():
     return {f: rc.write_random_checkpoint(f, os.path.join(_cache_dir(), rc.checkpoint_name(f))) for f in FAMILIES}
 
 
-
-
 def load_checkpoint(comfyui, family):
     """CheckpointLoaderSimple on ``family``'s file; returns (MODEL, CLIP, VAE, log lines of the load)."""
     import random_checkpoints as rc
@@ -71,14 +69,6 @@ def load_checkpoint(comfyui, family):
     return (*out, records.lines)
 
 
-def encode(comfyui, family, clip, text, size):
-    if family == "sdxl":
-        from comfy_extras.nodes_clip_sdxl import CLIPTextEncodeSDXL
-        out = CLIPTextEncodeSDXL.execute(clip, size, size, 0, 0, size, size, text, text)
-        return out.args[0] if hasattr(out, "args") else out[0]
-    return comfyui.nodes.CLIPTextEncode().encode(clip, text)[0]
-
-
 def trim_c_heap():
     """glibc's malloc_trim(0): return the free pages of the C heap to the OS (no-op off glibc)."""
     try:
@@ -96,12 +86,13 @@ class Family:
 
     def __init__(self, comfyui, name):
         import random_checkpoints as rc
+        from comfy_host import encode_prompt
         Family.live.append(self)
         self.name = name
         start = time.perf_counter()
         self.model, self.clip, self.vae, self.load_log = load_checkpoint(comfyui, name)
         self.load_s = time.perf_counter() - start
-        self.positive = encode(comfyui, name, self.clip, "a photo of a cat", LATENT * 8)
+        self.positive = encode_prompt(self.clip, name, "a photo of a cat", LATENT * 8)
         self.small = rc.random_family_patcher(name, rc.small_unet_config(name), seed=1)
         self.latent = {"samples": torch.randn(1, 4, LATENT, LATENT, generator=torch.Generator().manual_seed(3))}
         self._inversions = {}

@@ -15,7 +15,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from regiondrag_core.mapping import build_drag_map, map_polygon_pair, map_region_pair, preview_image  # noqa: E402
-from regiondrag_core.regions import RegionPair, rasterize_polygon  # noqa: E402
+from regiondrag_core.masks import RegionPair  # noqa: E402
+from regiondrag_core.raster import rasterize_polygon  # noqa: E402
 
 SIZE = (512, 512)
 

@@ -1,15 +1,20 @@
 """Random-weight checkpoints of every family RegionDrag supports, in their exact single-file layouts.
 
-Real weights cannot be shipped or downloaded here, so tests, demos and benchmarks use checkpoints of
-the exact shapes and key layouts of the real files, filled with seeded random values:
+Real weights cannot be shipped or downloaded here, so tests, the smoke run of ``run_edit.py`` and the
+benchmark use checkpoints of the exact shapes and key layouts of the real files, filled with seeded
+random values. Random weights make every property of the pipeline testable (exact reconstruction,
+isolation, shapes, speed) except image quality.
 
     family     what CheckpointLoaderSimple sees     file (fp16)
-    sd15       SD15, eps                            2.0 GiB  (scripts/random_sd15.py writes it)
+    sd15       SD15, eps                            2.0 GiB
     sd2        SD20, eps  (v2-1_512 layout)         2.4 GiB
     sd2v       SD20, v-prediction (v2-1_768)        2.4 GiB
     sdxl       SDXL, eps  (sd_xl_base_1.0 layout)   6.5 GiB
 
-    python scripts/random_checkpoints.py sdxl OUT.safetensors
+    python scripts/random_checkpoints.py --family sdxl [OUT.safetensors]
+
+writes the family's file to OUT, by default to the cache folder under the name the other scripts and
+the tests look for (see ``families.py``); a file already there from this generator is kept.
 
 The components are built with ComfyUI's own classes on the ``meta`` device (shapes only, no memory),
 converted to the checkpoint layout by ComfyUI's own ``process_*_for_saving``, and the file is then
@@ -19,6 +24,10 @@ Values: N(0, 1/fan_in) weights, N(0, 0.02) embeddings, unit norm weights, zero b
 v-prediction is recognised by ComfyUI from the statistics of a UNet norm bias (trained v models
 have non-zero ones, see ``comfy.supported_models.SD20.model_type``), so the v file gives every UNet
 norm bias N(0, 0.2) values, as a real v2-1_768 file has, and the eps file keeps them at zero.
+
+The tests' in-memory models (:func:`random_family_model`, :func:`random_family_patcher`, with the
+small UNet configurations below) are seeded the same way per module. Writing or building a model
+needs ComfyUI importable (see ``comfy_host.py``); finding a checkpoint does not.
 """
 from __future__ import annotations
 
@@ -36,14 +45,24 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import random_sd15  # noqa: E402
+from families import FAMILIES, check_family, checkpoint_name, random_checkpoint_path  # noqa: E402,F401
 
 log = logging.getLogger("RegionDrag.random_checkpoints")
 
 GENERATOR_VERSION = "1"   # bump when the values change: cached files of another version are rewritten
 
-SD2_UNET = dict(random_sd15.SD15_UNET, context_dim=1024, use_linear_in_transformer=True, num_heads=-1,
-                num_head_channels=64)
+SD15_UNET = dict(
+    image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2, 2],
+    channel_mult=[1, 2, 4, 4], transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0], transformer_depth_middle=1,
+    # ComfyUI pops this list from the end while building output blocks 0..11: SD1.5 has
+    # self-attention in output blocks 3..11, so the list reads block 11 first.
+    transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], num_heads=8, num_head_channels=-1,
+    use_spatial_transformer=True, legacy=False, context_dim=768, use_linear_in_transformer=False,
+    adm_in_channels=None, use_temporal_attention=False, use_temporal_resblock=False, use_checkpoint=False,
+)
+SD15_VAE = dict(double_z=True, z_channels=4, resolution=256, in_channels=3, out_ch=3, ch=128,
+                ch_mult=[1, 2, 4, 4], num_res_blocks=2, attn_resolutions=[], dropout=0.0)
+SD2_UNET = dict(SD15_UNET, context_dim=1024, use_linear_in_transformer=True, num_heads=-1, num_head_channels=64)
 # As ComfyUI's model_detection lists SDXL base. transformer_depth_output is popped from the end while
 # ComfyUI builds output blocks 0..8: blocks 0-2 hold 10 transformer blocks each, 3-5 hold 2, 6-8 none.
 SDXL_UNET = dict(
@@ -55,13 +74,14 @@ SDXL_UNET = dict(
     use_checkpoint=False,
 )
 
-FAMILIES = {
-    # family: (file name, ComfyUI model config class, UNet config, v-prediction)
-    "sd15": ("random_sd15.safetensors", "SD15", random_sd15.SD15_UNET, False),
-    "sd2": ("random_sd2_512.safetensors", "SD20", SD2_UNET, False),
-    "sd2v": ("random_sd2_768v.safetensors", "SD20", SD2_UNET, True),
-    "sdxl": ("random_sdxl.safetensors", "SDXL", SDXL_UNET, False),
+SPECS = {
+    # family: (ComfyUI model config class, UNet config, v-prediction)
+    "sd15": ("SD15", SD15_UNET, False),
+    "sd2": ("SD20", SD2_UNET, False),
+    "sd2v": ("SD20", SD2_UNET, True),
+    "sdxl": ("SDXL", SDXL_UNET, False),
 }
+assert tuple(SPECS) == FAMILIES
 
 # self-attention layers (transformer blocks) a UNet of each family has
 SELF_ATTENTION_LAYERS = {"sd15": 16, "sd2": 16, "sd2v": 16, "sdxl": 70}
@@ -70,15 +90,35 @@ _ST_DTYPES = {torch.float16: "F16", torch.float32: "F32", torch.bfloat16: "BF16"
               torch.int32: "I32"}
 
 
-def checkpoint_name(family: str) -> str:
-    return FAMILIES[family][0]
+def import_comfy():
+    """Import ComfyUI on first use (writing a checkpoint needs it; finding an existing one does not)."""
+    import comfy_host
+    comfy_host.import_comfy()
+
+
+def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Seeded init of every tensor (ComfyUI's layers skip init): N(0, 1/fan_in) weights, unit norms."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if p.ndim >= 2 and "embedding" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+            elif p.ndim >= 2:
+                fan_in = math.prod(p.shape[1:])
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(fan_in))
+            elif leaf == "weight":      # norm layers
+                p.fill_(1.0)
+            else:                       # biases
+                p.zero_()
+    return module
 
 
 def model_config(family: str, unet: dict | None = None):
     """ComfyUI's model config (supported_models class) of ``family`` for ``unet`` (default: full size)."""
-    random_sd15._comfy()
+    import_comfy()
     import comfy.supported_models
-    _, cls, full, _ = FAMILIES[family]
+    cls, full, _ = SPECS[check_family(family)]
     return getattr(comfy.supported_models, cls)(dict(full if unet is None else unet))
 
 
@@ -88,26 +128,34 @@ def small_unet_config(family: str) -> dict:
         return dict(SDXL_UNET, model_channels=32)
     if family in ("sd2", "sd2v"):   # ComfyUI's SD20 config fixes 64 channels per head
         return dict(SD2_UNET, model_channels=64)
-    return dict(random_sd15.SD15_UNET, model_channels=32, num_heads=2)
+    return dict(SD15_UNET, model_channels=32, num_heads=2)
+
+
+def tiny_unet_config(context_dim: int = 64) -> dict:
+    """An SD1.5-style UNet with few channels and two levels: self-attention at two resolutions and in
+    the middle (the fastest UNet that still has every kind of block the edit touches)."""
+    return dict(SD15_UNET, model_channels=32, num_res_blocks=[1, 1], channel_mult=[1, 2],
+                transformer_depth=[1, 1], transformer_depth_middle=1, transformer_depth_output=[1, 1, 1, 1],
+                num_heads=2, context_dim=context_dim)
 
 
 def random_family_model(family: str, unet: dict | None = None, seed: int = 0, dtype=torch.float32):
     """A ComfyUI BaseModel of ``family`` (its own model type: eps, or v for sd2v) with random weights."""
-    import comfy.model_base
     cfg = model_config(family, unet)
+    import comfy.model_base
     cfg.set_inference_dtype(dtype, None)
-    if FAMILIES[family][3]:
+    if SPECS[family][2]:
         model = comfy.model_base.BaseModel(cfg, model_type=comfy.model_base.ModelType.V_PREDICTION)
     else:
         model = cfg.get_model({})
-    random_sd15.randomize_(model.diffusion_model, seed)
+    randomize_(model.diffusion_model, seed)
     return model.to(dtype)
 
 
 def random_family_patcher(family: str, unet: dict | None = None, seed: int = 0):
-    """A ModelPatcher on the CPU around :func:`random_family_model`."""
-    import comfy.model_patcher
+    """A ModelPatcher on the CPU around :func:`random_family_model`, as CheckpointLoader would give."""
     m = random_family_model(family, unet, seed)
+    import comfy.model_patcher
     return comfy.model_patcher.ModelPatcher(m, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
 
 
@@ -126,13 +174,13 @@ def _clip_model(family: str, dtype):
 
 def layout(family: str, dtype=torch.float16) -> dict:
     """{key: tensor} of the whole checkpoint as ComfyUI would save it; float tensors are on ``meta``."""
-    random_sd15._comfy()
+    import_comfy()
     import comfy.ldm.models.autoencoder
     cfg = model_config(family)
     cfg.set_inference_dtype(dtype, None)
     with torch.device("meta"):
         unet = cfg.get_model({}, device="meta").diffusion_model
-        vae = comfy.ldm.models.autoencoder.AutoencoderKL(ddconfig=random_sd15.SD15_VAE, embed_dim=4)
+        vae = comfy.ldm.models.autoencoder.AutoencoderKL(ddconfig=SD15_VAE, embed_dim=4)
         clip = _clip_model(family, dtype)
     sd = dict(cfg.process_unet_state_dict_for_saving(unet.state_dict()))
     sd.update(cfg.process_vae_state_dict_for_saving(vae.state_dict()))
@@ -197,21 +245,25 @@ def _stamp(family: str, seed: int) -> str:
     return f"random {family} seed {seed} v{GENERATOR_VERSION}"
 
 
-def write_random_checkpoint(family: str, path: str, seed: int = 0) -> str:
-    """Write ``family``'s random checkpoint to ``path`` (atomically) unless it is there; returns ``path``.
+def is_written(family: str, path: str, seed: int = 0) -> bool:
+    """Whether ``path`` holds ``family``'s checkpoint as this generator writes it for ``seed``."""
+    return os.path.exists(path) and _file_stamp(path) == _stamp(family, seed)
 
-    A file written by another version of this generator is rewritten. sd15 is written by
-    :func:`random_sd15.write_random_sd15` (the file the SD1.5 tests always used)."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; one of {', '.join(FAMILIES)}")
-    if family == "sd15":
-        return random_sd15.write_random_sd15(path, seed)
-    if os.path.exists(path) and _file_stamp(path) == _stamp(family, seed):
+
+def write_random_checkpoint(family: str, path: str | None = None, seed: int = 0) -> str:
+    """Write ``family``'s random checkpoint to ``path`` (default: its file in the cache folder), atomically,
+    unless this generator already wrote it there; returns the path.
+
+    A file at ``path`` that another version of this generator (or another seed) wrote is rewritten."""
+    check_family(family)
+    if path is None:
+        path = random_checkpoint_path(family)
+    if is_written(family, path, seed):
         return path
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     start = time.perf_counter()
     sd = layout(family)
-    v_pred = FAMILIES[family][3]
+    v_pred = SPECS[family][2]
     tmp = path + ".partial"
     _write_safetensors(tmp, sd, lambda k, t: _value(k, t, sd, seed, v_pred), {"regiondrag": _stamp(family, seed)})
     os.replace(tmp, path)
@@ -229,33 +281,16 @@ def _file_stamp(path: str) -> str | None:
         return None
 
 
-def family_of_checkpoint(path: str) -> str:
-    """Guess sd15 / sd2 / sd2v / sdxl from a single-file checkpoint's keys (header only; SD2's v
-    flag reads one small tensor, as ComfyUI does)."""
-    from safetensors import safe_open
-    with safe_open(path, "pt") as f:
-        keys = set(f.keys())
-        if "conditioner.embedders.1.model.ln_final.weight" in keys or any(
-                k.startswith("model.diffusion_model.label_emb.") for k in keys):
-            return "sdxl"
-        if any(k.startswith("cond_stage_model.model.") for k in keys):
-            bias = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias"
-            if bias in keys and torch.std(f.get_tensor(bias).float(), unbiased=False) > 0.09:
-                return "sd2v"
-            return "sd2"
-        if any(k.startswith("cond_stage_model.transformer.") for k in keys):
-            return "sd15"
-    raise ValueError(f"{path}: not an SD1.5, SD2.x or SDXL single-file checkpoint")
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("family", choices=sorted(FAMILIES))
-    p.add_argument("out", help="where to write the .safetensors file")
+    p.add_argument("--family", choices=FAMILIES, default="sd15", help="which checkpoint (default: sd15)")
+    p.add_argument("out", nargs="?", default=None,
+                   help="where to write the .safetensors file (default: the family's file in the cache folder)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    write_random_checkpoint(a.family, a.out, a.seed)
+    path = write_random_checkpoint(a.family, a.out, a.seed)
+    print(path)
     return 0
 
 

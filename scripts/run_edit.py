@@ -9,10 +9,10 @@ with ``--family``; it picks the example workflow (SDXL: the SDXL one, with CLIP 
 size conditioning) and the default size (512, 768 for sd2v, 1024 for SDXL).
 Every option has a default, so ``python scripts/run_edit.py --size 256`` is a smoke test: ComfyUI's own
 ``input/example.png``, the example workflow's regions and a random-weight checkpoint of the family
-(``--family``, default sd15: 2.1 GB; sd2/sd2v 2.6 GB; sdxl 6.9 GB, written once to
-~/.cache/comfyui-regiondrag; its images are noise, but the whole pipeline runs). The result goes
-to ``--out``, by default ComfyUI's ``output/regiondrag_edit.png``. ``--shapes`` takes the RegionMaskPair
-JSON (see the README) as a file, or as the JSON text itself. Run it with ComfyUI's Python.
+(``--family``, default sd15: 2.1 GB; sd2/sd2v 2.6 GB; sdxl 6.9 GB, written once to the cache folder,
+``$REGIONDRAG_CACHE`` or ~/.cache/comfyui-regiondrag; its images are noise, but the whole pipeline
+runs). The result goes to ``--out``, by default ComfyUI's ``output/regiondrag_edit.png``. ``--shapes``
+takes the RegionMaskPair JSON (see the README) as a file, or as the JSON text itself. Run it with ComfyUI's Python.
 """
 from __future__ import annotations
 
@@ -25,16 +25,15 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from comfy_finder import PACK_DIR, find_comfyui  # noqa: E402
+from comfy_finder import PACK_DIR, cache_dir, find_comfyui  # noqa: E402
+from families import (NATIVE_SIZE, RANDOM_CHECKPOINT_GB, FamilyError, random_checkpoint_path,  # noqa: E402
+                      resolve_family)
 
 log = logging.getLogger("RegionDrag.run_edit")
 _API = os.path.join(PACK_DIR, "example_workflows", "api")
 WORKFLOW = os.path.join(_API, "regiondrag_basic_edit_api.json")
 WORKFLOWS = {"sd15": WORKFLOW, "sd2": WORKFLOW, "sd2v": WORKFLOW,
              "sdxl": os.path.join(_API, "regiondrag_sdxl_edit_api.json")}
-DEFAULT_SIZE = {"sd15": 512, "sd2": 512, "sd2v": 768, "sdxl": 1024}
-CHECKPOINT_GB = {"sd15": 2.1, "sd2": 2.6, "sd2v": 2.6, "sdxl": 6.9}
-CACHE = os.path.join(os.path.expanduser("~"), ".cache", "comfyui-regiondrag")
 
 
 def build_prompt(args, image_name: str, ckpt_name: str) -> dict:
@@ -141,29 +140,20 @@ def main(argv=None) -> int:
     if ckpt is not None and not os.path.isfile(ckpt):
         log.error("--ckpt %s: no such file.", ckpt)
         return 2
+    try:
+        args.family = resolve_family(ckpt, args.family)
+    except FamilyError as e:
+        log.error("%s.", e)
+        return 2
     if ckpt is not None:
-        import random_checkpoints
-        try:
-            found = random_checkpoints.family_of_checkpoint(ckpt)
-        except (ValueError, OSError) as e:
-            found = None
-            if args.family is None:
-                log.error("--ckpt %s: cannot tell its family (%s); pass --family.", ckpt, e)
-                return 2
-        if args.family is not None and found is not None and found != args.family:
-            log.warning("--family %s, but %s looks like %s from its keys; using %s.", args.family, ckpt, found,
-                        args.family)
-        args.family = args.family or found
         log.info("checkpoint family: %s", args.family)
-    args.family = args.family or "sd15"
-    args.size = args.size or DEFAULT_SIZE[args.family]
+    args.size = args.size or NATIVE_SIZE[args.family]
     if ckpt is None:
         import random_checkpoints
-        ckpt = os.path.join(CACHE, random_checkpoints.checkpoint_name(args.family))
-        if not os.path.exists(ckpt):
-            os.makedirs(CACHE, exist_ok=True)
-            need = CHECKPOINT_GB[args.family]
-            free = shutil.disk_usage(CACHE).free / 2**30
+        ckpt = random_checkpoint_path(args.family)
+        if not random_checkpoints.is_written(args.family, ckpt):
+            need = RANDOM_CHECKPOINT_GB[args.family]
+            free = shutil.disk_usage(cache_dir()).free / 2**30
             log.info("No --ckpt given: writing a %.1f GB random-weight %s checkpoint to %s (once, a minute or two; "
                      "%.0f GB free there). Delete it when done with smoke tests.", need, args.family, ckpt, free)
             if free < need + 0.5:

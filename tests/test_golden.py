@@ -1,7 +1,7 @@
 """The golden vectors in tests/js/golden/ (which pin the editor's JS preview to the core, see
 tests/js/golden.test.mjs) are what regiondrag_core computes now: regenerated in memory and compared,
 so a change of the Python mapping or rasterisation shows up here until the files are rewritten
-with ``python scripts/make_golden.py`` (and the JS port checked against them with node --test)."""
+with ``python tools/make_golden.py`` (and the JS port checked against them with node --test)."""
 from __future__ import annotations
 
 import json
@@ -21,7 +21,7 @@ def test_golden_files_match_the_core():
         assert [c["name"] for c in stored["cases"]] == [c["name"] for c in fresh["cases"]], name
         for old, new in zip(stored["cases"], fresh["cases"]):
             assert old == new, (f"{name}: case {old['name']} differs from regiondrag_core now; "
-                                "run python scripts/make_golden.py, then node --test tests/js")
+                                "run python tools/make_golden.py, then node --test tests/js")
 
 
 def test_golden_set_covers_every_mapping_path():

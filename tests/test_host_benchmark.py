@@ -1,4 +1,4 @@
-"""scripts/benchmark.py, the script the GPU check runs (scripts/gpu_run.sh), as a smoke run on this
+"""scripts/benchmark.py, the script the GPU check runs (tools/gpu_run.sh), as a smoke run on this
 machine: it must not fail on a GPU for a reason that a CPU run shows first. A separate process with
 this host's Python, as a user runs it; the random SD1.5 checkpoint at 64x64, one round."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from conftest import COMFYUI, REPO
+from support import COMFYUI, REPO
 
 pytestmark = pytest.mark.host
 

@@ -1,5 +1,5 @@
 """Every example workflow's UI file and its API twin agree (same nodes, wiring and values), and the
-generated ones are up to date with ``scripts/make_workflows.py``. No ComfyUI needed; the browser tier
+generated ones are up to date with ``tools/make_workflows.py``. No ComfyUI needed; the browser tier
 (test_editor_browser.py) loads each UI file in the real front-end and checks what it queues."""
 from __future__ import annotations
 
@@ -60,4 +60,4 @@ def test_ui_workflow_and_api_twin_agree(name):
 
 
 def test_generated_examples_are_up_to_date():
-    assert make_workflows.main(["--check"]) == 0, "run python scripts/make_workflows.py"
+    assert make_workflows.main(["--check"]) == 0, "run python tools/make_workflows.py"

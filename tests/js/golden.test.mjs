@@ -1,5 +1,5 @@
 // The editor's preview geometry (web/js/regiondrag_geometry.js) against the Python core, point for
-// point, on golden vectors written by scripts/make_golden.py from regiondrag_core (the files are
+// point, on golden vectors written by tools/make_golden.py from regiondrag_core (the files are
 // checked against the core by tests/test_golden.py).
 import test from "node:test";
 import assert from "node:assert/strict";

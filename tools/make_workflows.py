@@ -6,8 +6,8 @@ Both files come from one description here, so they cannot drift apart; ``tests/t
 checks every example's pair, and ``tests/test_host_workflows.py`` runs every API twin through a real
 ComfyUI. Re-run after changing a description::
 
-    python scripts/make_workflows.py            # writes example_workflows/
-    python scripts/make_workflows.py --check    # exits 1 if a file differs from what it would write
+    python tools/make_workflows.py            # writes example_workflows/
+    python tools/make_workflows.py --check    # exits 1 if a file differs from what it would write
 
 The basic and SDXL examples are kept by hand (they predate this script); the shared parts below
 follow them: same image, prompt, regions and RegionDrag settings.
@@ -255,7 +255,7 @@ def main(argv=None) -> int:
                     f.write(text)
                 log.info("wrote %s", path)
     if args.check and stale:
-        log.error("out of date (run python scripts/make_workflows.py): %s", ", ".join(stale))
+        log.error("out of date (run python tools/make_workflows.py): %s", ", ".join(stale))
         return 1
     return 0
 

@@ -1,11 +1,11 @@
 """Random-weight SD1.5 add-ons in the file layouts users download: a ControlNet and a LoRA.
 
-Like ``random_sd15.py``: real weights cannot be shipped or downloaded here, so the tests that chain
-RegionDrag with ControlNet and LoRA use files of the exact real layouts filled with seeded random
-values. ComfyUI's own loaders (ControlNetLoader, LoraLoader) read them as they read real files.
+Like ``scripts/random_checkpoints.py``: real weights cannot be shipped or downloaded here, so the tests
+that chain RegionDrag with ControlNet and LoRA use files of the exact real layouts filled with seeded
+random values. ComfyUI's own loaders (ControlNetLoader, LoraLoader) read them as they read real files.
 
-    python scripts/random_addons.py controlnet OUT.safetensors   # SD1.5 ControlNet (0.7 GB, fp16)
-    python scripts/random_addons.py lora OUT.safetensors         # SD1.5 LoRA, kohya key layout
+    python tools/random_addons.py controlnet OUT.safetensors   # SD1.5 ControlNet (0.7 GB, fp16)
+    python tools/random_addons.py lora OUT.safetensors         # SD1.5 LoRA, kohya key layout
 
 * ControlNet: ``cldm.ControlNet`` with SD1.5's UNet encoder shapes and a 3-channel hint, saved without
   the ``control_model.`` prefix, as the widely used fp16 ``control_v11*_sd15_*.safetensors`` files are.
@@ -24,9 +24,10 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
 
-import random_sd15  # noqa: E402
+import random_checkpoints  # noqa: E402
 
 log = logging.getLogger("RegionDrag.random_addons")
 
@@ -45,14 +46,14 @@ def _save(sd: dict, path: str, what: str) -> str:
 
 def random_controlnet_sd15_state_dict(seed: int = 0, dtype=torch.float16) -> dict:
     """An SD1.5 ControlNet (361,279,120 parameters, as the real ones) with random weights."""
-    random_sd15._comfy()
+    random_checkpoints.import_comfy()
     import comfy.cldm.cldm
     import comfy.ops
-    cfg = dict(random_sd15.SD15_UNET)
+    cfg = dict(random_checkpoints.SD15_UNET)
     cfg.pop("out_channels")
     net = comfy.cldm.cldm.ControlNet(**cfg, hint_channels=3, operations=comfy.ops.disable_weight_init,
                                      device="cpu")
-    random_sd15.randomize_(net, seed)
+    random_checkpoints.randomize_(net, seed)
     with torch.no_grad():  # trained zero convolutions are small: keep the control a perturbation
         for name, p in net.named_parameters():
             if name.startswith(("zero_convs.", "middle_block_out.")):
@@ -73,12 +74,12 @@ def _linear_lora(prefix: str, out_f: int, in_f: int, rank: int, g: torch.Generat
 
 def random_lora_sd15_state_dict(seed: int = 0, rank: int = 4, dtype=torch.float16) -> dict:
     """A kohya-layout SD1.5 LoRA on the UNet's transformer linears and CLIP-L's attention/MLP linears."""
-    random_sd15._comfy()
+    random_checkpoints.import_comfy()
     import comfy.utils
     g = torch.Generator().manual_seed(seed)
     sd = {}
-    unet_cfg = dict(random_sd15.SD15_UNET)
-    unet = random_sd15.random_unet_model(unet_cfg, seed=seed).diffusion_model.state_dict()
+    unet_cfg = dict(random_checkpoints.SD15_UNET)
+    unet = random_checkpoints.random_family_model("sd15", unet_cfg, seed=seed).diffusion_model.state_dict()
     for diffusers_key, unet_key in comfy.utils.unet_to_diffusers(unet_cfg).items():
         if ".transformer_blocks." not in diffusers_key or not diffusers_key.endswith(".weight"):
             continue

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The GPU check in one prepared script: the test suite and the benchmarks on a CUDA machine with no
-# network (this project's lent device), from a clone that holds .gpu/ (made by scripts/gpu_bundle.sh).
+# network (a remote GPU runner), from a clone that holds .gpu/ (made by tools/gpu_bundle.sh).
 #
-#   bash scripts/gpu_run.sh tests [pytest args]   the suite (all but the browser tier) inside ComfyUI
-#   bash scripts/gpu_run.sh bench                 SD1.5 512² fp16, the same with --compile cudagraphs,
+#   bash tools/gpu_run.sh tests [pytest args]   the suite (all but the browser tier) inside ComfyUI
+#   bash tools/gpu_run.sh bench                 SD1.5 512² fp16, the same with --compile cudagraphs,
 #                                                 SDXL 1024² fp16, SDXL on a card made 12 GB (--vram 12)
-#   bash scripts/gpu_run.sh all                   both
+#   bash tools/gpu_run.sh all                   both
 #
 # It unpacks .gpu/ComfyUI-*.tar.gz to /tmp, installs the carried wheels that python3 cannot import yet,
 # copies this pack into the host's custom_nodes/ as a user's install has it and runs from there. The
@@ -29,7 +29,7 @@ export PYTHONUNBUFFERED=1
 # ------------------------------------------------------------------ the wheels python3 lacks
 site=/tmp/regiondrag-gpu-site
 for whl in "$BUNDLE"/wheels/*.whl; do
-  [ -e "$whl" ] || { echo "no wheels in $BUNDLE/wheels: run scripts/gpu_bundle.sh first" >&2; exit 1; }
+  [ -e "$whl" ] || { echo "no wheels in $BUNDLE/wheels: run tools/gpu_bundle.sh first" >&2; exit 1; }
   module=$(basename "$whl" | cut -d- -f1)
   if ! "$PY" -c "import $module" 2>/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "$whl" || exit 1
@@ -39,7 +39,7 @@ done
 
 # ------------------------------------------------------------------ the host, with this pack inside
 tarball=$(ls "$BUNDLE"/ComfyUI-*.tar.gz 2>/dev/null | head -n 1)
-[ -n "$tarball" ] || { echo "no ComfyUI-*.tar.gz in $BUNDLE: run scripts/gpu_bundle.sh first" >&2; exit 1; }
+[ -n "$tarball" ] || { echo "no ComfyUI-*.tar.gz in $BUNDLE: run tools/gpu_bundle.sh first" >&2; exit 1; }
 rm -rf "$HOST_DIR" && mkdir -p "$HOST_DIR" && tar -xzf "$tarball" -C "$HOST_DIR" || exit 1
 COMFY="$HOST_DIR/ComfyUI"
 INSTALLED="$COMFY/custom_nodes/ComfyUI-RegionDrag"

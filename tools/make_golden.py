@@ -4,8 +4,8 @@ the exact target -> handle point maps of regiondrag_core.mapping.map_pair (Algor
 perspective maps, hole and edge snapping), plus Algorithm 1 on masks that no shape draws (gaps,
 holes, one-pixel ranges).
 
-    python scripts/make_golden.py            # writes tests/js/golden/*.json
-    python scripts/make_golden.py --check    # exit 1 if the files differ from what the core gives now
+    python tools/make_golden.py            # writes tests/js/golden/*.json
+    python tools/make_golden.py --check    # exit 1 if the files differ from what the core gives now
 
 tests/js/golden.test.mjs (node --test) checks the JS against these files point for point;
 tests/test_golden.py checks the files against the core (so a change in Python is caught too).
@@ -24,7 +24,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from regiondrag_core import mapping  # noqa: E402
-from regiondrag_core.regions import RegionPair, pairs_from_shapes, parse_shapes  # noqa: E402
+from regiondrag_core.masks import RegionPair, pairs_from_shapes  # noqa: E402
+from regiondrag_core.shapes import parse_shapes  # noqa: E402
 
 GOLDEN_DIR = os.path.join(REPO, "tests", "js", "golden")
 TIE_EPS = 1e-6  # a transformed coordinate this close to a .5 tie may round either way
@@ -133,7 +134,7 @@ def build() -> dict:
     for name, h, t in _mask_cases():
         H, W = h.shape
         masks.append({"name": name, "size": [H, W], **_map_entry(RegionPair(handle=h, target=t), (H, W))})
-    header = ("Written by scripts/make_golden.py from regiondrag_core; do not edit. Masks and maps are flat "
+    header = ("Written by tools/make_golden.py from regiondrag_core; do not edit. Masks and maps are flat "
               "pixel indices y * W + x; map[i]: target pixel -> handle pixel (regiondrag_core.mapping.map_pair). "
               "'ambiguous': map rows whose transformed coordinate is a .5 tie (either rounding is right).")
     return {"shapes.json": {"about": header, "cases": shapes}, "masks.json": {"about": header, "cases": masks}}
@@ -166,7 +167,7 @@ def main(argv=None) -> int:
                 f.write(text)
             print(f"wrote {path} ({len(content['cases'])} cases)")
     for p in stale:
-        print(f"stale: {p} (run python scripts/make_golden.py)")
+        print(f"stale: {p} (run python tools/make_golden.py)")
     return 1 if stale else 0
 
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Prepare the GPU check (scripts/gpu_run.sh) for a machine that has a CUDA GPU but no network, such as
-# this project's lent device: everything it needs goes into .gpu/ in this clone, which .git/info/exclude
+# Prepare the GPU check (tools/gpu_run.sh) for a machine that has a CUDA GPU but no network, such as
+# a remote GPU runner: everything it needs goes into .gpu/ in this clone, which .git/info/exclude
 # ignores and the device call carries (carry: [".gpu"]). Run here, where pip reaches a package index:
 #
-#   bash scripts/gpu_bundle.sh [ComfyUI-<version>.tar.gz]   (default: ../shared/hosts/ComfyUI-0.8.0.tar.gz)
+#   bash tools/gpu_bundle.sh [ComfyUI-<version>.tar.gz]   (default: ../shared/hosts/ComfyUI-0.8.0.tar.gz)
 #
 # .gpu/ then holds the ComfyUI source tarball and the Python 3.12 wheels that the device's image lacks
 # for ComfyUI: av, torchsde, trampoline (in-process) and comfyui-frontend-package (main.py refuses to

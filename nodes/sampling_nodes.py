@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
-import weakref
 
 import torch
 from comfy_api.latest import io
@@ -14,8 +14,14 @@ from ..regiondrag_core.mapping import DragMap
 from ..regiondrag_core.sampling import (DragPlan, Inversion, InversionRecorder, sample_ddpm_invert,
                                         sample_regiondrag)
 from ..regiondrag_core.schedule import make_schedule
-from . import host
+from .errors import node_errors
+from .memory import inversion_plan, kv_cache_estimate, kv_owner, staging_for
+from .model_patch import (attention, check_model, model_signature, patched_clone, self_attention_blocks,
+                          sigma_of_timestep)
+from .sampler import conditioning_split_key, latent_out, run_sampler
 from .socket_types import DragMapType, InversionType
+
+log = logging.getLogger("RegionDrag")
 
 INVERT = "DDPMInvertAndCache"
 DRAG = "RegionDragKSampler"
@@ -23,41 +29,24 @@ DRAG = "RegionDragKSampler"
 KV_CACHE_OPTIONS = ("auto", "model device", "cpu")
 
 
-def latent_samples(latent, node: str, input_name: str = "latent") -> torch.Tensor:
+def latent_samples(latent, input_name: str = "latent") -> torch.Tensor:
+    """The samples of a one-image LATENT input."""
     samples = latent.get("samples") if isinstance(latent, dict) else None
     if not isinstance(samples, torch.Tensor) or getattr(samples, "is_nested", False) or samples.ndim != 4:
-        raise RegionDragInputError(node, input_name, "expects an image LATENT of shape [1, C, H/8, W/8].",
+        raise RegionDragInputError(input_name, "expects an image LATENT of shape [1, C, H/8, W/8].",
                                    "Connect the output of VAE Encode for one still image.")
     if samples.shape[0] != 1:
         raise RegionDragInputError(
-            node, input_name, f"holds a batch of {samples.shape[0]} latents; RegionDrag edits one image at a time.",
+            input_name, f"holds a batch of {samples.shape[0]} latents; RegionDrag edits one image at a time.",
             "Pick one image first (Latent From Batch, batch_index, length 1).")
     return samples
 
 
-def _model_signature(model) -> tuple:
-    """What the denoising model must share with the one that made the INVERSION: the prediction
-    type (eps or v) and the compute dtype (the cached keys/values are in it)."""
-    import comfy.model_sampling
-    ms = model.get_model_object("model_sampling")
-    pred = "v-prediction" if isinstance(ms, comfy.model_sampling.V_PREDICTION) else "eps-prediction"
-    dtype = host.compute_dtype(model)
-    return pred, str(dtype).replace("torch.", "")
-
-
-_SIGNATURES: dict = {}  # id(INVERSION) -> _model_signature of the model that made it, while it lives
-
-
-def _remember_signature(inv, model) -> None:
-    _SIGNATURES[id(inv)] = _model_signature(model)
-    weakref.finalize(inv, _SIGNATURES.pop, id(inv), None)
-
-
-def _check_fraction(node, name, value, low_open, fix):
+def _check_fraction(name, value, low_open, fix):
     ok = isinstance(value, (int, float)) and math.isfinite(value) and (value > 0 if low_open else value >= 0) and value <= 1
     if not ok:
         rng = "(0, 1]" if low_open else "[0, 1]"
-        raise RegionDragInputError(node, name, f"must lie in {rng}, got {value!r}.", fix)
+        raise RegionDragInputError(name, f"must lie in {rng}, got {value!r}.", fix)
 
 
 class DDPMInvertAndCache(io.ComfyNode):
@@ -114,48 +103,47 @@ class DDPMInvertAndCache(io.ComfyNode):
                                            kv_layers))
 
 
+@node_errors(INVERT)
 def run_inversion(model, positive, latent, steps, start_t, seed, kv_cache="auto",
                   inversion_batch=0, kv_layers="all") -> Inversion:
     """DDPM inversion through the host's sampler on a K/V-capturing clone of ``model``."""
-    samples = latent_samples(latent, INVERT)
+    samples = latent_samples(latent)
     if not bool(torch.isfinite(samples).all()):
-        raise RegionDragInputError(INVERT, "latent", "holds NaN or infinite values.",
+        raise RegionDragInputError("latent", "holds NaN or infinite values.",
                                    "Check the nodes that made the latent; VAE Encode of an image gives finite values.")
-    host.check_model(model, INVERT)
+    check_model(model)
     if kv_cache not in KV_CACHE_OPTIONS:
-        raise RegionDragInputError(INVERT, "kv_cache", f"is {kv_cache!r}; one of {', '.join(KV_CACHE_OPTIONS)}.",
+        raise RegionDragInputError("kv_cache", f"is {kv_cache!r}; one of {', '.join(KV_CACHE_OPTIONS)}.",
                                    "Pick 'auto' (the default).")
     if kv_layers not in KV_LAYER_CHOICES:
-        raise RegionDragInputError(INVERT, "kv_layers", f"is {kv_layers!r}; one of {', '.join(KV_LAYER_CHOICES)}.",
+        raise RegionDragInputError("kv_layers", f"is {kv_layers!r}; one of {', '.join(KV_LAYER_CHOICES)}.",
                                    "Pick 'all' (the paper's method, the default).")
-    schedule = make_schedule(steps, start_t, host.sigma_of_timestep(model), node=INVERT)
+    schedule = make_schedule(steps, start_t, sigma_of_timestep(model))
     if isinstance(inversion_batch, bool) or not isinstance(inversion_batch, int) or inversion_batch < 0:
-        raise RegionDragInputError(INVERT, "inversion_batch", f"must be an integer >= 0, got {inversion_batch!r}.",
+        raise RegionDragInputError("inversion_batch", f"must be an integer >= 0, got {inversion_batch!r}.",
                                    "Use 0 (auto), 1 (exact reconstruction) or the number of steps per UNet call.")
-    layers = choose_layers(host.self_attention_blocks(model), kv_layers)
+    layers = choose_layers(self_attention_blocks(model), kv_layers)
     if not layers:
-        raise RegionDragInputError(INVERT, "kv_layers", f"{kv_layers!r} holds no self-attention layer of this UNet.",
+        raise RegionDragInputError("kv_layers", f"{kv_layers!r} holds no self-attention layer of this UNet.",
                                    "Pick 'all'.")
     entries = max(1, len(positive or []))
-    kv_bytes, n_layers = host.kv_cache_estimate(model, tuple(samples.shape), schedule.levels, layers, entries)
+    kv_bytes, n_layers = kv_cache_estimate(model, tuple(samples.shape), schedule.levels, layers, entries)
     bank = KVBank(torch.device("cpu") if kv_cache == "cpu" else None)
-    swap = AttentionSwap(bank, "capture", host.attention, layers=layers)
-    patched = host.patched_clone(model, swap, layers=layers)
+    swap = AttentionSwap(bank, "capture", attention, layers=layers)
+    patched = patched_clone(model, swap, layers=layers)
     recorder = InversionRecorder(
         schedule=schedule, seed=seed, swap=swap, latent_shape=tuple(samples.shape),
         layers=layers, layer_choice=kv_layers,
-        chunk=host.inversion_plan(patched, bank, kv_cache, inversion_batch, schedule.levels, entries,
-                                  kv_bytes, n_layers),
-        split_key=host.conditioning_split_key(model, positive, schedule),
+        chunk=inversion_plan(patched, bank, kv_cache, inversion_batch, schedule.levels, entries, kv_bytes, n_layers),
+        split_key=conditioning_split_key(model, positive, schedule),
         latent_image=samples.detach().to(device="cpu", dtype=torch.float32).clone())
     sigmas = torch.tensor(schedule.sigmas, dtype=torch.float32)
-    host.run_sampler(patched, positive, samples, sigmas, sample_ddpm_invert, {"recorder": recorder}, seed, swap=swap)
+    run_sampler(patched, positive, samples, sigmas, sample_ddpm_invert, {"recorder": recorder}, seed, swap=swap)
     inv = recorder.result
-    _check_patch_ran(swap, recorder.layers, range(1, inv.levels + 1), INVERT)
-    inv = dataclasses.replace(inv, owner=host.kv_owner(inv.bank, model.load_device))
-    host.log.info("RegionDrag inversion: %d steps to t=%d in chunks of %d, K/V cache %.1f MB", inv.levels,
-                  schedule.timesteps[-1], inv.chunk, inv.cache_nbytes()["kv"] / 2**20)
-    _remember_signature(inv, model)
+    _check_patch_ran(swap, recorder.layers, range(1, inv.levels + 1))
+    inv = dataclasses.replace(inv, owner=kv_owner(inv.bank, model.load_device), model_signature=model_signature(model))
+    log.info("RegionDrag inversion: %d steps to t=%d in chunks of %d, K/V cache %.1f MB", inv.levels,
+             schedule.timesteps[-1], inv.chunk, inv.cache_nbytes()["kv"] / 2**20)
     return inv
 
 
@@ -167,11 +155,11 @@ def _edit_mask(mask, inv: Inversion, device):
     m = mask if mask.ndim == 3 else mask.unsqueeze(0)
     if m.ndim != 3 or m.shape[0] != 1 or tuple(m.shape[1:]) not in ((h, w), (h * 8, w * 8)):
         raise RegionDragInputError(
-            DRAG, "edit_mask",
+            "edit_mask",
             f"has shape {tuple(mask.shape)}; expected one mask of {w * 8}x{h * 8} pixels (or {w}x{h}).",
             "Draw the mask on the same image that was VAE-encoded.")
     if not bool(torch.isfinite(m).all()):
-        raise RegionDragInputError(DRAG, "edit_mask", "holds NaN or infinite values; a MASK holds numbers from 0 to 1.",
+        raise RegionDragInputError("edit_mask", "holds NaN or infinite values; a MASK holds numbers from 0 to 1.",
                                    "Check the node that makes the mask, or paint it in the mask editor.")
     m = m.unsqueeze(1).float()
     if m.shape[-2:] != (h, w):
@@ -218,47 +206,48 @@ class RegionDragKSampler(io.ComfyNode):
         return io.NodeOutput({"samples": samples})
 
 
+@node_errors(DRAG)
 def run_drag(model, inversion, drag_map, positive, end_t, noise_weight, seed, edit_mask=None,
              mutual_self_attention=True, on_level=None):
     """RegionDrag denoising through the host's sampler; returns (LATENT samples, the run's AttentionSwap)."""
     if not isinstance(inversion, Inversion):
-        raise RegionDragInputError(DRAG, "inversion", "is not an INVERSION.", "Connect DDPM Invert-and-Cache.")
+        raise RegionDragInputError("inversion", "is not an INVERSION.", "Connect DDPM Invert-and-Cache.")
     if not isinstance(drag_map, DragMap):
-        raise RegionDragInputError(DRAG, "drag_map", "is not a DRAG_MAP.", "Connect Region-to-Point Mapping.")
-    _check_fraction(DRAG, "end_t", end_t, False, "0.2 is the paper's value.")
-    _check_fraction(DRAG, "noise_weight", noise_weight, False, "1.0 is the paper's value.")
+        raise RegionDragInputError("drag_map", "is not a DRAG_MAP.", "Connect Region-to-Point Mapping.")
+    _check_fraction("end_t", end_t, False, "0.2 is the paper's value.")
+    _check_fraction("noise_weight", noise_weight, False, "1.0 is the paper's value.")
     sched = inversion.schedule
     if end_t > sched.start_t:
         raise RegionDragInputError(
-            DRAG, "end_t", f"{end_t} is above the inversion's start_t {sched.start_t}: no step would paste.",
+            "end_t", f"{end_t} is above the inversion's start_t {sched.start_t}: no step would paste.",
             f"Use an end_t below {sched.start_t} (paper: 0.2 with start_t 0.5).")
     h, w = inversion.latent_shape[2:]
     if tuple(drag_map.latent_size) != (h, w):
         mh, mw = drag_map.latent_size
         raise RegionDragInputError(
-            DRAG, "drag_map",
+            "drag_map",
             f"was made for a {mw * 8}x{mh * 8} image (latent {mw}x{mh}) but the inversion is of a "
             f"{w * 8}x{h * 8} image (latent {w}x{h}).",
             "Feed Region-to-Point Mapping the same LATENT that DDPM Invert-and-Cache inverted.")
-    host.check_model(model, DRAG)
-    own = make_schedule(sched.steps, sched.start_t, host.sigma_of_timestep(model), node=DRAG)
+    check_model(model)
+    own = make_schedule(sched.steps, sched.start_t, sigma_of_timestep(model))
     if any(abs(a - b) > 1e-4 * max(1.0, b) for a, b in zip(own.sigmas, sched.sigmas)):
-        raise RegionDragInputError(DRAG, "inversion", "was made with a model of another noise schedule.",
+        raise RegionDragInputError("inversion", "was made with a model of another noise schedule.",
                                    "Use the same MODEL for DDPM Invert-and-Cache and RegionDrag KSampler.")
-    if inversion.layers != choose_layers(host.self_attention_blocks(model), inversion.layer_choice):
-        raise RegionDragInputError(DRAG, "inversion", "was made with a model of another architecture.",
+    if inversion.layers != choose_layers(self_attention_blocks(model), inversion.layer_choice):
+        raise RegionDragInputError("inversion", "was made with a model of another architecture.",
                                    "Use the same MODEL for DDPM Invert-and-Cache and RegionDrag KSampler.")
-    made, own_sig = _SIGNATURES.get(id(inversion)), _model_signature(model)
+    made, own_sig = inversion.model_signature, model_signature(model)
     if made is not None and made != own_sig:
         raise RegionDragInputError(
-            DRAG, "inversion", f"was made by a model with {made[0]} computing in {made[1]}, but this model has "
+            "inversion", f"was made by a model with {made[0]} computing in {made[1]}, but this model has "
             f"{own_sig[0]} computing in {own_sig[1]}.",
             "Use the same MODEL (ModelSampling, compute dtype) for DDPM Invert-and-Cache and RegionDrag KSampler.")
 
     device = inversion.latents[0].device
     pairs = drag_map.num_pairs > 0 and len(drag_map.target_xy) > 0
-    swap = AttentionSwap(inversion.bank, "replace", host.attention, enabled=mutual_self_attention,
-                         staging=host.staging_for(inversion.bank), layers=inversion.layers)
+    swap = AttentionSwap(inversion.bank, "replace", attention, enabled=mutual_self_attention,
+                         staging=staging_for(inversion.bank), layers=inversion.layers)
     plan = DragPlan(
         inversion=inversion, swap=swap,
         handle_index=drag_map.handle_index().to(device) if pairs else None,
@@ -272,33 +261,33 @@ def run_drag(model, inversion, drag_map, positive, end_t, noise_weight, seed, ed
     if image is None:
         image = torch.zeros(inversion.latent_shape, dtype=torch.float32)
     try:
-        patched = host.patched_clone(model, swap, inversion.owner, inversion.layers)
-        samples = host.run_sampler(patched, positive, image, sigmas, sample_regiondrag, {"plan": plan}, seed, swap=swap)
+        patched = patched_clone(model, swap, inversion.owner, inversion.layers)
+        samples = run_sampler(patched, positive, image, sigmas, sample_regiondrag, {"plan": plan}, seed, swap=swap)
     except KVMismatch as e:
         raise RegionDragInputError(
-            DRAG, "positive", f"does not match the inversion's: {e}.",
+            "positive", f"does not match the inversion's: {e}.",
             "Connect the same positive conditioning (same entries, areas and masks) to DDPM Invert-and-Cache "
             "and RegionDrag KSampler.") from None
     if mutual_self_attention:
-        _check_patch_ran(swap, inversion.layers, range(1, inversion.levels + 1), DRAG)
+        _check_patch_ran(swap, inversion.layers, range(1, inversion.levels + 1))
     if inversion.latent_image is not None:
         # The input plus the edit's change: the host's latent scaling in and out (x * 0.18215 / 0.18215
         # for SD1.5) is no exact round trip in float32, so an edit that reproduces z_0 returns the input.
-        samples = image.to(samples.device) + (samples - host.latent_out(model, inversion.latents[0]))
+        samples = image.to(samples.device) + (samples - latent_out(model, inversion.latents[0]))
     return samples, swap
 
 
-def _check_patch_ran(swap: AttentionSwap, layers, levels, node: str) -> None:
+def _check_patch_ran(swap: AttentionSwap, layers, levels) -> None:
     """Every chosen self-attention layer must go through RegionDrag's patch at every inversion step (their
     keys/values are needed later). While denoising, a node that skips some UNet calls (step caching)
     only gets a warning; a UNet that never went through the patch is an error."""
     missing = swap.levels_missing(layers, levels)
     if missing and swap.mode == "replace" and len(missing) < len(levels):
-        host.log.warning("RegionDrag: the UNet skipped the shared keys/values at %d of %d steps "
-                         "(a step-caching node?)", len(missing), len(levels))
+        log.warning("RegionDrag: the UNet skipped the shared keys/values at %d of %d steps "
+                    "(a step-caching node?)", len(missing), len(levels))
     elif missing:
         raise RegionDragInputError(
-            node, "model",
+            "model",
             f"its UNet skipped RegionDrag's attention patch at {len(missing)} of {len(levels)} steps: something "
             "upstream replaces or compiles the model's forward pass in a way that ignores ComfyUI's "
             "attention patches, so the keys/values could not be "

@@ -12,5 +12,5 @@ InversionType = "INVERSION"
 class RegionPairs:
     """The REGION_PAIRS value: handle/target pairs at pixel resolution, in drawing order."""
 
-    pairs: tuple          # of regiondrag_core.regions.RegionPair
+    pairs: tuple          # of regiondrag_core.masks.RegionPair
     size: tuple           # (H, W) pixels

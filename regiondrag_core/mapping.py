@@ -22,7 +22,10 @@ import numpy as np
 import torch
 
 from .errors import RegionDragInputError
-from .regions import MAX_POLYGON_VERTICES, MAX_SIDE, RegionPair, _dedupe_closed, polygon_problem, rasterize_polygon
+from .geometry import dedupe_closed, polygon_problem
+from .masks import RegionPair
+from .raster import rasterize_polygon
+from .shapes import MAX_POLYGON_VERTICES, MAX_SIDE
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +41,18 @@ __all__ = [
 ]
 
 LATENT_FACTOR = 8
-_NODE = "RegionToPointMapping"
 _INPUT = "region_pairs"
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def _as_mask(m, node: str, input_name: str, what: str) -> np.ndarray:
+def _as_mask(m, input_name: str, what: str) -> np.ndarray:
     if hasattr(m, "detach"):
         m = m.detach().cpu().numpy()
     m = np.asarray(m)
     if m.ndim != 2:
-        raise RegionDragInputError(node, input_name, f"the {what} region must be a 2-D mask, got shape {list(m.shape)}.",
+        raise RegionDragInputError(input_name, f"the {what} region must be a 2-D mask, got shape {list(m.shape)}.",
                                    "Pass one [H, W] mask per region.")
     return m if m.dtype == np.bool_ else m > 0.5 if m.dtype.kind == "f" else m != 0
 
@@ -144,18 +146,17 @@ def map_region_pair(handle, target) -> tuple[np.ndarray, np.ndarray]:
     * A handle column with holes: a ``y'`` that lands in a hole moves to the nearest handle pixel
       of that column (ties: the upper one). So every handle point is a handle pixel.
     """
-    handle = _as_mask(handle, _NODE, _INPUT, "handle")
-    target = _as_mask(target, _NODE, _INPUT, "target")
+    handle = _as_mask(handle, _INPUT, "handle")
+    target = _as_mask(target, _INPUT, "target")
     if handle.shape != target.shape:
         raise RegionDragInputError(
-            _NODE, _INPUT, f"handle region is {handle.shape[1]}x{handle.shape[0]} but target region is "
+            _INPUT, f"handle region is {handle.shape[1]}x{handle.shape[0]} but target region is "
             f"{target.shape[1]}x{target.shape[0]}.", "Use masks of the same size for both regions.")
     hcol = handle.any(axis=0)
     tcol = target.any(axis=0)
     if not hcol.any() or not tcol.any():
         side = "handle" if not hcol.any() else "target"
-        raise RegionDragInputError(_NODE, _INPUT, f"the {side} region is empty.",
-                                   f"Paint or draw a {side} region.")
+        raise RegionDragInputError(_INPUT, f"the {side} region is empty.", f"Paint or draw a {side} region.")
     hxs = np.flatnonzero(hcol)
     txs = np.flatnonzero(tcol)
     hx0, hx1 = int(hxs[0]), int(hxs[-1])
@@ -252,30 +253,29 @@ def _polygon_map(hp: np.ndarray, tp: np.ndarray, size: tuple[int, int]):
             np.stack([tx.astype(np.int64), ty.astype(np.int64)], axis=1), hmask, tmask)
 
 
-def _check_polygon(pts, node: str, input_name: str, side: str) -> np.ndarray:
+def _check_polygon(pts, input_name: str, side: str) -> np.ndarray:
     try:
         arr = np.asarray(pts, dtype=np.float64)
     except (TypeError, ValueError):
         arr = None
     if arr is None or arr.ndim != 2 or arr.shape[1] != 2:
-        raise RegionDragInputError(node, input_name, f"the {side} polygon must be a (K, 2) array of [x, y] vertices.",
+        raise RegionDragInputError(input_name, f"the {side} polygon must be a (K, 2) array of [x, y] vertices.",
                                    "Give at least 3 vertices.")
     if len(arr) > MAX_POLYGON_VERTICES:
-        raise RegionDragInputError(node, input_name, f"the {side} polygon has {len(arr)} vertices; the limit is "
+        raise RegionDragInputError(input_name, f"the {side} polygon has {len(arr)} vertices; the limit is "
                                    f"{MAX_POLYGON_VERTICES}.", "Simplify the polygon.")
     if not np.isfinite(arr).all():
-        raise RegionDragInputError(node, input_name, f"the {side} polygon has a non-finite vertex.",
+        raise RegionDragInputError(input_name, f"the {side} polygon has a non-finite vertex.",
                                    "Use finite pixel coordinates.")
-    arr = _dedupe_closed(arr)
+    arr = dedupe_closed(arr)
     problem = polygon_problem(arr)
     if problem is not None:
-        raise RegionDragInputError(node, input_name, f"the {side} polygon is unusable: {problem}.",
+        raise RegionDragInputError(input_name, f"the {side} polygon is unusable: {problem}.",
                                    "Redraw it as a simple polygon with at least 3 vertices whose edges do not cross.")
     return arr
 
 
-def map_polygon_pair(handle_pts, target_pts, size=None, *, node: str = _NODE,
-                     input_name: str = _INPUT) -> tuple[np.ndarray, np.ndarray]:
+def map_polygon_pair(handle_pts, target_pts, size=None, *, input_name: str = _INPUT) -> tuple[np.ndarray, np.ndarray]:
     """Dense map between a handle and a target polygon, vertex *i* onto vertex *i*.
 
     ``handle_pts``, ``target_pts``: ``(K, 2)`` pixel ``(x, y)`` vertices. ``size = (H, W)`` of the
@@ -297,8 +297,8 @@ def map_polygon_pair(handle_pts, target_pts, size=None, *, node: str = _NODE,
     Degenerate polygons (non-finite, < 3 vertices, zero area, self-intersecting) or a polygon
     covering no pixel raise :class:`RegionDragInputError`.
     """
-    hp = _check_polygon(handle_pts, node, input_name, "handle")
-    tp = _check_polygon(target_pts, node, input_name, "target")
+    hp = _check_polygon(handle_pts, input_name, "handle")
+    tp = _check_polygon(target_pts, input_name, "target")
     if size is None:
         both = np.concatenate([hp, tp])
         size = (max(int(np.ceil(min(both[:, 1].max(), MAX_SIDE))) + 1, 1),
@@ -308,11 +308,11 @@ def map_polygon_pair(handle_pts, target_pts, size=None, *, node: str = _NODE,
     except (TypeError, ValueError, IndexError, OverflowError):
         size = None
     if size is None or not (0 < size[0] <= MAX_SIDE and 0 < size[1] <= MAX_SIDE):
-        raise RegionDragInputError(node, input_name, f"the image size must be (H, W) with 1..{MAX_SIDE} px "
+        raise RegionDragInputError(input_name, f"the image size must be (H, W) with 1..{MAX_SIDE} px "
                                    "on each side.", "Pass the size of the image the polygons were drawn on.")
     res = _polygon_map(hp, tp, size)
     if res is None:
-        raise RegionDragInputError(node, input_name,
+        raise RegionDragInputError(input_name,
                                    f"a polygon covers no pixel of the {size[1]}x{size[0]} image.",
                                    "Draw the handle and target polygons on the image.")
     return res[0], res[1]
@@ -407,7 +407,7 @@ def map_pair(pair: RegionPair, factor: int = 1):
     return hxy, txy, hm, tm
 
 
-def build_drag_map(pairs: list[RegionPair], image_size, latent_size, node: str = _NODE) -> DragMap:
+def build_drag_map(pairs: list[RegionPair], image_size, latent_size) -> DragMap:
     """Combine all pairs into one :class:`DragMap` at ``latent_size = (h, w)``.
 
     ``image_size = (H, W)`` is the size of the region masks and must be exactly 8x the latent
@@ -418,7 +418,7 @@ def build_drag_map(pairs: list[RegionPair], image_size, latent_size, node: str =
     f = LATENT_FACTOR
     if not (0 <= H - h * f < f and 0 <= W - w * f < f):
         raise RegionDragInputError(
-            node, "latent",
+            "latent",
             f"the regions are {W}x{H} px but the latent is {w}x{h} (= {w * f}x{h * f} px).",
             "The masks/image must be 8× the latent size; resize the masks or use the same image for VAE Encode.")
     # VAE Encode drops the H % 8 (W % 8) extra rows (columns), centred: crop the regions alike.
@@ -429,13 +429,13 @@ def build_drag_map(pairs: list[RegionPair], image_size, latent_size, node: str =
     for i, pair in enumerate(pairs):
         if pair.handle.shape != (H, W) or pair.target.shape != (H, W):
             raise RegionDragInputError(
-                node, _INPUT,
+                _INPUT,
                 f"pair {i + 1} has {pair.handle.shape[1]}x{pair.handle.shape[0]} px regions, but the other "
                 f"inputs are {W}x{H} px.",
                 "Draw every pair on the same image that is VAE-encoded.")
-        pair.validate(node, _INPUT, i)
+        pair.validate(_INPUT, i)
         if (H, W) != (h * f, w * f):
-            pair = crop_pair(pair, top, left, (h * f, w * f)).validate(node, _INPUT, i)
+            pair = crop_pair(pair, top, left, (h * f, w * f)).validate(_INPUT, i)
         hxy, txy, hm, tm = map_pair(pair, f)
         src[txy[:, 1] * w + txy[:, 0]] = hxy[:, 1] * w + hxy[:, 0]
         hun |= hm
@@ -463,18 +463,18 @@ def crop_pair(pair: RegionPair, top: int, left: int, size) -> RegionPair:
                       handle_polygon=shift(pair.handle_polygon), target_polygon=shift(pair.target_polygon))
 
 
-def preview_image(image, pairs: list[RegionPair], node: str = _NODE, input_name: str = "image") -> np.ndarray:
+def preview_image(image, pairs: list[RegionPair], input_name: str = "image") -> np.ndarray:
     """Pixel copy-paste preview: for each pair in order, ``out[target] = image[handle]`` taken
     from the original image (mapped at pixel resolution). ``image``: float ``[H, W, C]``."""
     img = np.asarray(image)
     if img.ndim != 3:
-        raise RegionDragInputError(node, input_name, f"expected one image [H, W, C], got shape {list(img.shape)}.",
+        raise RegionDragInputError(input_name, f"expected one image [H, W, C], got shape {list(img.shape)}.",
                                    "Connect a single IMAGE.")
     out = img.copy()
     for i, pair in enumerate(pairs):
         if pair.handle.shape != img.shape[:2]:
             raise RegionDragInputError(
-                node, input_name,
+                input_name,
                 f"the image is {img.shape[1]}x{img.shape[0]} px but pair {i + 1}'s regions are "
                 f"{pair.handle.shape[1]}x{pair.handle.shape[0]} px.",
                 "Use the image the regions were drawn on.")

@@ -58,6 +58,7 @@ class Inversion:
     latent_image: Optional[torch.Tensor] = None  # the LATENT samples as the user passed them (host: float32, CPU)
     owner: object = None     # the host's memory-management handle of ``bank`` (ComfyUI: a ModelPatcher)
     layer_choice: str = "all"  # the name of the layer choice (kvbank.KV_LAYER_CHOICES) that gave ``layers``
+    model_signature: object = None  # opaque here: the host's description of the model that made it (None: unknown)
 
     @property
     def levels(self) -> int:

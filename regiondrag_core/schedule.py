@@ -49,7 +49,6 @@ def make_schedule(
     steps: int,
     start_t: float,
     sigma_of_timestep: Callable[[float], float],
-    node: str = "DDPMInvertAndCache",
 ) -> DragSchedule:
     """``steps`` evenly spaced timesteps over the 1000 training steps; invert up to t' = start_t*1000.
 
@@ -57,15 +56,15 @@ def make_schedule(
     10 inversion and 10 denoising steps. The last denoising step lands on sigma = 0.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-        raise RegionDragInputError(node, "steps", f"must be an integer >= 2, got {steps!r}.",
+        raise RegionDragInputError("steps", f"must be an integer >= 2, got {steps!r}.",
                                    "Use 20 (the paper's value) or more.")
     if not (isinstance(start_t, (int, float)) and math.isfinite(start_t) and 0.0 < start_t <= 1.0):
-        raise RegionDragInputError(node, "start_t", f"must lie in (0, 1], got {start_t!r}.",
+        raise RegionDragInputError("start_t", f"must lie in (0, 1], got {start_t!r}.",
                                    "0.5 (invert to t = 500) is the paper's value.")
     n = int(round(start_t * steps))
     if n < 1:
         raise RegionDragInputError(
-            node, "start_t",
+            "start_t",
             f"start_t = {start_t} with steps = {steps} gives no inversion step.",
             f"Raise start_t to at least {1.0 / steps:.3g} or raise steps.")
     stride = TRAIN_TIMESTEPS / steps

@@ -7,15 +7,9 @@ import pytest
 import torch
 
 from regiondrag_core.errors import RegionDragInputError
-from regiondrag_core.regions import (
-    RegionPair,
-    ShapeSet,
-    pairs_from_masks,
-    pairs_from_shapes,
-    parse_shapes,
-    rasterize_shape,
-    scale_shapes,
-)
+from regiondrag_core.masks import RegionPair, pairs_from_masks, pairs_from_shapes
+from regiondrag_core.raster import rasterize_shape
+from regiondrag_core.shapes import ShapeSet, parse_shapes, scale_shapes
 
 TRI = {"type": "polygon", "points": [[10, 10], [50, 12], [30, 40]]}
 QUAD = {"type": "polygon", "points": [[60, 60], [100, 60], [100, 100], [60, 100]]}
@@ -111,10 +105,10 @@ BAD = [
 @pytest.mark.parametrize("text,fragment,where", BAD)
 def test_parse_errors_name_node_input_pair(text, fragment, where):
     with pytest.raises(RegionDragInputError) as e:
-        parse_shapes(text, node="MyNode", input_name="my_shapes")
+        parse_shapes(text, input_name="my_shapes")
     msg = str(e.value)
-    assert e.value.node == "MyNode" and e.value.input_name == "my_shapes"
-    assert msg.startswith("MyNode / my_shapes: ")
+    assert e.value.node is None and e.value.input_name == "my_shapes"
+    assert msg.startswith("my_shapes: ") and str(e.value.for_node("MyNode")) == "MyNode / " + msg
     assert fragment in msg
     if where is not None:
         assert where in msg
@@ -122,8 +116,9 @@ def test_parse_errors_name_node_input_pair(text, fragment, where):
 
 
 def test_parse_default_node_names():
-    with pytest.raises(RegionDragInputError, match=r"^RegionMaskPair / shapes: "):
+    with pytest.raises(RegionDragInputError, match=r"^shapes: ") as e:
         parse_shapes("{")
+    assert str(e.value.for_node("RegionMaskPair")).startswith("RegionMaskPair / shapes: ")
 
 
 # ------------------------------------------------------------------------ rasterising
@@ -212,8 +207,8 @@ def test_pairs_from_shapes():
 def test_pairs_from_shapes_outside_image():
     far = {"type": "polygon", "points": [[500, 500], [600, 500], [550, 600]]}
     with pytest.raises(RegionDragInputError, match=r"pair 2 target .* lies outside the 128x64 image") as e:
-        pairs_from_shapes(parse_shapes(doc((TRI, TRI), (TRI, far))), (64, 128), node="N", input_name="shapes")
-    assert str(e.value).startswith("N / shapes: ")
+        pairs_from_shapes(parse_shapes(doc((TRI, TRI), (TRI, far))), (64, 128), input_name="shapes")
+    assert str(e.value).startswith("shapes: ")
     left = {"type": "brush", "strokes": [{"size": 4, "points": [[-10, 5], [-3, 40]]}]}
     with pytest.raises(RegionDragInputError, match=r"pair 1 handle .* lies outside the 64x64 image"):
         pairs_from_shapes(parse_shapes(doc((left, TRI))), (64, 64))
@@ -246,14 +241,14 @@ def test_pairs_from_masks_errors():
     t = torch.zeros(1, 32, 40)
     t[0, 1, 1] = 1
     with pytest.raises(RegionDragInputError) as e:
-        pairs_from_masks(h, t, node="RegionMaskPair")
+        pairs_from_masks(h, t)
     msg = str(e.value)
     assert "handle_mask" in msg and "target_mask" in msg and "48x32" in msg and "40x32" in msg
     t2 = torch.zeros(3, 32, 48)
     t2[:, 1, 1] = 1
     with pytest.raises(RegionDragInputError, match="1 masks but target_mask has 3"):
         pairs_from_masks(h, t2)
-    with pytest.raises(RegionDragInputError, match=r"RegionMaskPair / target_mask: the mask is empty"):
+    with pytest.raises(RegionDragInputError, match=r"^target_mask: the mask is empty"):
         pairs_from_masks(h, torch.zeros(1, 32, 48))
     with pytest.raises(RegionDragInputError, match=r"handle_mask: expected a MASK"):
         pairs_from_masks(torch.zeros(2, 3, 4, 5), t)
@@ -262,11 +257,11 @@ def test_pairs_from_masks_errors():
 def test_region_pair_validate():
     m = np.zeros((8, 8), bool)
     m[1, 1] = True
-    RegionPair(m, m).validate("N", "in")
+    RegionPair(m, m).validate("in")
     with pytest.raises(RegionDragInputError, match="pair 3 target region is empty"):
-        RegionPair(m, np.zeros((8, 8), bool)).validate("N", "in", index=2)
+        RegionPair(m, np.zeros((8, 8), bool)).validate("in", index=2)
     with pytest.raises(RegionDragInputError, match="8x8 but target region is 9x8"):
-        RegionPair(m, np.ones((8, 9), bool)).validate("N", "in")
+        RegionPair(m, np.ones((8, 9), bool)).validate("in")
 
 
 # ------------------------------------------------------------ inputs the property tests found

@@ -10,7 +10,7 @@ import torch
 from regiondrag_core.errors import RegionDragInputError
 from regiondrag_core.kvbank import AttentionSwap, KVBank, stage
 from regiondrag_core.mapping import build_drag_map
-from regiondrag_core.regions import RegionPair
+from regiondrag_core.masks import RegionPair
 from regiondrag_core.sampling import (DragPlan, InversionRecorder, blend_handle, copy_paste, inversion_chunks,
                                       keep_outside, sample_ddpm_invert, sample_regiondrag)
 from regiondrag_core.schedule import make_schedule, step_coefficients
@@ -122,7 +122,7 @@ def test_schedule_matches_paper_defaults():
 def test_schedule_errors(steps, start_t, name):
     with pytest.raises(RegionDragInputError) as e:
         make_schedule(steps, start_t, sd_sigma)
-    assert str(e.value).startswith(f"DDPMInvertAndCache / {name}:")
+    assert str(e.value).startswith(f"{name}:")
 
 
 def test_inversion_noise_terms_are_ddpm_posterior_noise():

@@ -1,7 +1,7 @@
 // RegionDrag region editor: the ComfyUI binding. Puts the editor (regiondrag_panel.js) on every
 // RegionMaskPair node, in the classic LiteGraph renderer and under Nodes 2.0 (Vue nodes).
 //
-// The node's `shapes` STRING widget keeps the regions as JSON (format: regiondrag_core/regions.py,
+// The node's `shapes` STRING widget keeps the regions as JSON (format: regiondrag_core/shapes.py,
 // coordinates in image pixels, pixel centres on integers); the workflow saves it and the backend
 // reads it. The editor is a view of that text. The widget is hidden (the JSON button shows the text
 // in the editor);

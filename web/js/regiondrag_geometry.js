@@ -1,7 +1,7 @@
 // RegionDrag region editor: the shapes JSON and plain shape geometry (no DOM; node --test imports it).
 // Rasterisation is in regiondrag_raster.js, the point maps of the preview in regiondrag_mapping.js.
 //
-// Shape JSON (the format of regiondrag_core/regions.py):
+// Shape JSON (the format of regiondrag_core/shapes.py):
 //   {"version": 1, "width": W, "height": H,
 //    "pairs": [{"handle": SHAPE, "target": SHAPE}, ...]}
 //   SHAPE = {"type": "polygon", "points": [[x, y], ...]}
@@ -135,7 +135,7 @@ export function clonePairs(pairs) {
   return pairs.map((p) => ({ handle: cloneShape(p.handle), target: cloneShape(p.target) }));
 }
 
-/** Pixel-centre aligned rescale, as regiondrag_core.regions.scale_shape: x' = (x + .5) * sx - .5. */
+/** Pixel-centre aligned rescale, as regiondrag_core.geometry.scale_shape: x' = (x + .5) * sx - .5. */
 export function scaleShape(s, sx, sy) {
   const f = ([x, y]) => [(x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5];
   if (s.type === "polygon") return { type: "polygon", points: s.points.map(f) };

@@ -1,5 +1,5 @@
 // RegionDrag region editor: rasterisation, as the backend does it. The core
-// (regiondrag_core.regions.rasterize_shape) draws polygons with cv2.fillPoly and brush strokes with
+// (regiondrag_core.raster.rasterize_shape) draws polygons with cv2.fillPoly and brush strokes with
 // cv2.circle and thick cv2.line, in 1/16-px fixed point; the functions here follow OpenCV's
 // drawing.cpp step for step in the same integers, so a shape covers exactly the same pixels here
 // and in the backend (tests/js/golden.test.mjs checks it against golden vectors from the core).
@@ -373,7 +373,7 @@ function dedupeClosed(pts) {
 }
 
 /**
- * Bool mask (Uint8Array W*H) of a shape at the image size, as regiondrag_core.regions.rasterize_shape
+ * Bool mask (Uint8Array W*H) of a shape at the image size, as regiondrag_core.raster.rasterize_shape
  * draws it with OpenCV: polygons as cv2.fillPoly, brush strokes as cv2.circle and thick cv2.line.
  */
 export function rasterizeShape(s, W, H) {
@@ -384,7 +384,7 @@ export function rasterizeShape(s, W, H) {
     return m;
   }
   for (const st of s.strokes) {
-    // as regions.rasterize_shape: dots of radius R = floor(d / 2), lines 2R (at least 1) thick
+    // as raster.rasterize_shape: dots of radius R = floor(d / 2), lines 2R (at least 1) thick
     const R = Math.floor(st.size / 2 + 1e-9);
     const pts = st.points.map(toFixed);
     for (const [x, y] of pts) fillCircleFixed(m, W, H, x, y, R << CV_SHIFT);

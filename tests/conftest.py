@@ -7,19 +7,13 @@ is found, when no host test ran, or when any test skipped for a reason that is n
 (``DECLARED_SKIPS``: GPU-only tests on a CPU machine, soaks that are run by hand)."""
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "scripts"))
-sys.path.append(REPO)  # `import regiondrag_core`; appended so ComfyUI's own `nodes` module wins
+from support import COMFYUI, REPO, cache_dir as _cache_dir, sd15_prompt_and_latent, start_server
 
-from comfy_finder import cache_dir as _cache_dir, find_comfyui  # noqa: E402
-
-COMFYUI = find_comfyui()
 NO_HOST_REASON = ("ComfyUI not found: install this pack into ComfyUI/custom_nodes/ or set COMFYUI_PATH "
                   "to a ComfyUI folder (with its requirements installed) to run the host tests")
 REQUIRE_HOST = os.environ.get("REGIONDRAG_REQUIRE_HOST", "") not in ("", "0")
@@ -154,8 +148,8 @@ def comfyui():
 @pytest.fixture(scope="session")
 def sd15_checkpoint():
     """Path of the random-weight SD1.5 checkpoint (written once, about a minute, then cached)."""
-    import random_sd15
-    return random_sd15.write_random_sd15(os.path.join(_cache_dir(), CKPT_NAME))
+    import random_checkpoints
+    return random_checkpoints.write_random_checkpoint("sd15", os.path.join(_cache_dir(), CKPT_NAME))
 
 
 @pytest.fixture(scope="session")
@@ -166,25 +160,9 @@ def sd15(comfyui, sd15_checkpoint):
 
 
 @pytest.fixture(scope="session")
-def comfy_server(sd15_checkpoint):
+def comfy_server(request, sd15_checkpoint):
     """A real ComfyUI server (``main.py``, CPU where no GPU) on a free loopback port with only this pack."""
-    from comfy_server import ComfyServer
-    server = ComfyServer(checkpoints=[sd15_checkpoint], comfyui=COMFYUI)
-    try:
-        server.start()
-    except RuntimeError as e:
-        pytest.fail(str(e))
-    yield server
-    server.close()
-
-
-def sd15_prompt_and_latent(sd15, comfyui, side: int = 16):
-    """(MODEL, positive "a photo of a cat", a seeded random LATENT of ``side`` x ``side`` latent pixels)."""
-    import torch
-    model, clip, _ = sd15
-    positive = comfyui.nodes.CLIPTextEncode().encode(clip, "a photo of a cat")[0]
-    latent = {"samples": torch.randn(1, 4, side, side, generator=torch.Generator().manual_seed(3))}
-    return model, positive, latent
+    return start_server(request, [sd15_checkpoint])
 
 
 @pytest.fixture(scope="module")
@@ -193,12 +171,7 @@ def sd15_inputs(sd15, comfyui):
     return sd15_prompt_and_latent(sd15, comfyui, 16)
 
 
-class LogLines(logging.Handler):
-    """Collects the messages of the log records it sees (attach it to a logger in a test)."""
-
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.lines = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
+@pytest.fixture(scope="module")
+def api(comfyui):
+    """(the ``comfyui`` fixture, the pack's sampling node module, regiondrag_core) for in-process tests."""
+    return comfyui, comfyui.pack.nodes.sampling_nodes, comfyui.core

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import COMFYUI, LogLines, _cache_dir
+from support import LogLines, cache_dir as _cache_dir, start_server
 
 pytestmark = pytest.mark.host
 
@@ -160,6 +160,7 @@ def transformer_blocks(model):
 
 # ------------------------------------------------------------------ detection and layers
 
+@pytest.mark.compat
 def test_checkpoint_detected_as_its_family(family, comfyui):
     """CheckpointLoaderSimple sees each random file as the real one: model config, prediction type,
     latent format, text encoder, and no missing or left-over keys."""
@@ -183,11 +184,12 @@ def test_checkpoint_detected_as_its_family(family, comfyui):
         assert family.positive[0][1]["width"] == LATENT * 8
 
 
+@pytest.mark.compat
 def test_self_attention_layers_found_from_the_loaded_model(family, comfyui):
     """The pack's layer discovery covers every attn1 of the UNet: 16 in SD2.x, 70 in SDXL."""
     blocks = transformer_blocks(family.model)
     assert sum(blocks.values()) == SELF_ATTENTION_LAYERS[family.name]
-    assert sorted(comfyui.pack.nodes.host.self_attention_blocks(family.model)) == sorted(blocks)
+    assert sorted(comfyui.pack.nodes.model_patch.self_attention_blocks(family.model)) == sorted(blocks)
     from comfy.ldm.modules.attention import BasicTransformerBlock
     unet = family.model.get_model_object("diffusion_model")
     assert sum(isinstance(mod, BasicTransformerBlock) for mod in unet.modules()) == SELF_ATTENTION_LAYERS[family.name]
@@ -203,7 +205,7 @@ def entry_device(bank):
     return bank.get(*key)[0].device
 
 
-@pytest.mark.parametrize("size", ["full", "small"])
+@pytest.mark.parametrize("size", ["full", pytest.param("small", marks=pytest.mark.compat)])
 @pytest.mark.parametrize("kv_cache", ["model device", "cpu"])
 def test_no_pairs_reconstructs_input_with_kv_swap_on_every_layer(family, sn, comfyui, kv_cache, size):
     """No region pairs: the edit gives back the input latent (same bound as SD1.5), with the cached
@@ -229,7 +231,7 @@ def test_no_pairs_reconstructs_input_with_kv_swap_on_every_layer(family, sn, com
 def test_a_drag_moves_the_latent(family, sn, comfyui):
     """The control: a real drag on the same inversion does change the latent, so the check above can fail."""
     core = comfyui.core
-    RegionPair = core.regions.RegionPair
+    RegionPair = core.masks.RegionPair
     size = LATENT * 8
     a = np.zeros((size, size), bool)
     a[8:32, 8:32] = True
@@ -259,9 +261,9 @@ def test_kv_cache_size_at_native_resolution(family, sn, comfyui):
     against the layer count, an independent count of the UNet's attn1 modules, and the bank a full-size
     inversion filled (SDXL 1024x1024: 70 layers, 400 MiB per step, 3.91 GiB in all; decoder only 36
     layers, 2.05 GiB; encoder + middle 34 layers, 1.86 GiB)."""
-    host = comfyui.pack.nodes.host
+    host = comfyui.pack.nodes.memory
     side, per_step = KV_PER_STEP[family.name]
-    blocks = host.self_attention_blocks(family.model)
+    blocks = comfyui.pack.nodes.model_patch.self_attention_blocks(family.model)
     latent = (1, 4, side // 8, side // 8)
     counted = transformer_blocks(family.model)
     sizes = {}
@@ -293,16 +295,17 @@ def test_kv_cache_size_at_native_resolution(family, sn, comfyui):
 
 
 def test_benchmark_measures_the_family(family, comfyui):
-    """scripts/benchmark.py's measurements run on the family's own checkpoint, as ``--family`` runs
+    """The benchmark's measurements (scripts/bench_runs.py) run on the family's own checkpoint, as ``--family`` runs
     them on a GPU: a full edit, a re-edit, the bare UNet calls at batch 1 and batched (SDXL's UNet needs
     its pooled text and size conditioning as ``y``, which the sampler adds and bare calls must too) and
     ComfyUI's KSampler; 64x64, 4 steps (2 inverted, 2 denoised), in this process, under inference mode
     as the benchmark runs them (outside it a bare call on SDXL's fp16 weights keeps their fp32 casts for
     autograd: 8 GB more)."""
+    import bench_runs
     import benchmark
     opts = benchmark.parse_args(["--family", family.name, "--size", "64", "--steps", "4", "--sampler-steps", "1"])
     with torch.inference_mode():
-        b = benchmark.Bench(opts, comfyui.pack, family.model, family.clip, family.vae, cuda=False)
+        b = bench_runs.Bench(opts, comfyui.pack, family.model, family.clip, family.vae, cuda=False)
         edit = b.full_edit()
         assert edit["total"] > 0 and b.inv.levels == 2
         b.bare_in = b.bare_inputs()
@@ -319,6 +322,7 @@ def test_benchmark_measures_the_family(family, comfyui):
 # ------------------------------------------------------------------ flow matching is refused
 
 
+@pytest.mark.compat
 @pytest.mark.parametrize("kind", ["SD3 (FLOW)", "Flux (FLUX)", "ModelSamplingSD3 node"])
 def test_flow_matching_model_refused_naming_its_type(comfyui, sn, kind):
     """A flow-matching model (SD3/Flux sampling: CONST prediction) gets a clear error that names the
@@ -380,18 +384,11 @@ def test_sdxl_example_ui_and_api_twins_agree():
 
 
 @pytest.fixture
-def sdxl_server(family_checkpoints):
+def sdxl_server(request, family_checkpoints):
     """A ComfyUI server (``main.py --cpu --fp16-unet``) with this pack and the random SDXL checkpoint."""
-    from comfy_server import ComfyServer
     if "comfy.model_management" in sys.modules:
         Family.release_all()   # not two SDXL models in memory at once
-    server = ComfyServer(checkpoints=[family_checkpoints["sdxl"]], comfyui=COMFYUI, extra_args=["--fp16-unet"])
-    try:
-        server.start()
-    except RuntimeError as e:
-        pytest.fail(str(e))
-    yield server
-    server.close()
+    return start_server(request, [family_checkpoints["sdxl"]], extra_args=["--fp16-unet"])
 
 
 @pytest.mark.slow
@@ -403,7 +400,7 @@ def test_sdxl_example_workflow_end_to_end(sdxl_server):
     so the test runs first in the session (memory_heavy), before this process loads any model or the
     session's SD1.5 server starts; run on its own, the fixture frees this process's SDXL first."""
     from PIL import Image
-    from test_host_server import write_test_image
+    from graphs import write_test_image
     with open(SDXL_API) as f:
         prompt = json.load(f)
     ids = {v["class_type"]: k for k, v in prompt.items()}

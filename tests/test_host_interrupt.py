@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from comfy_client import PromptError, cached_nodes
-from test_host_battery import CKPT, CLIP, DRAG, INV, SAVE, _write_inputs, good_graph, load_saved_latent
+from graphs import CKPT, CLIP, DRAG, INV, SAVE, good_graph, load_saved_latent, write_inputs
 
 pytestmark = pytest.mark.host
 
@@ -86,9 +86,10 @@ def _wait_interrupted(client, prompt_id):
     return "execution_interrupted" in kinds, kinds
 
 
+@pytest.mark.compat
 def test_stop_during_inversion_and_denoising_through_the_server(comfy_server):
     server, client = comfy_server, comfy_server.client
-    ctx = _write_inputs(server)
+    ctx = write_inputs(server)
     info = client.get("/object_info/DDPMInvertAndCache")["DDPMInvertAndCache"]["input"]
     one_level = "inversion_batch" in {**info.get("required", {}), **info.get("optional", {})}
 
@@ -152,7 +153,7 @@ def test_stop_in_process_leaves_no_patch_and_same_sampling(comfyui, sd15, phase)
     m = torch.zeros(64, 64, dtype=torch.bool)
     m[8:24, 8:24] = True
     t = torch.roll(m, (24, 24), (0, 1))
-    dmap = core.mapping.build_drag_map([core.regions.RegionPair(handle=m.numpy(), target=t.numpy())], (64, 64), (8, 8))
+    dmap = core.mapping.build_drag_map([core.masks.RegionPair(handle=m.numpy(), target=t.numpy())], (64, 64), (8, 8))
     ref_edit = sn.run_drag(model, sn.run_inversion(model, positive, lat, 10, 0.5, 1), dmap, positive, 0.2, 1.0, 2)[0]
     ref_ks = ksample()
     before = _model_state(model)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from support import tiny_positive, tiny_unet
+
 pytestmark = pytest.mark.host
 
 STEPS, START_T = 20, 0.5
@@ -27,12 +29,6 @@ def compute_dtype(model):
 
 
 @pytest.fixture(scope="module")
-def api(comfyui):
-    import comfy_host  # noqa: F401  (ComfyUI on sys.path)
-    return comfyui, comfyui.pack.nodes.sampling_nodes, comfyui.core
-
-
-@pytest.fixture(scope="module")
 def sequential(api, sd15_inputs):
     hc, sn, core = api
     model, positive, lat = sd15_inputs
@@ -41,16 +37,13 @@ def sequential(api, sd15_inputs):
 
 def tiny_model(dtype, device="cpu"):
     """A tiny SD-style UNet computing in ``dtype`` (no fp32 cast), as ComfyUI runs a fp16 UNet on a GPU."""
-    import comfy.model_patcher
-    import random_sd15
-    unet = random_sd15.random_unet_model(random_sd15.tiny_unet_config(context_dim=64), seed=1, dtype=dtype)
-    assert unet.get_dtype() == dtype and unet.manual_cast_dtype is None
-    return comfy.model_patcher.ModelPatcher(unet, load_device=torch.device(device), offload_device=torch.device("cpu"))
+    m = tiny_unet(dtype=dtype, load_device=device)
+    assert m.model.get_dtype() == dtype and m.model.manual_cast_dtype is None
+    return m
 
 
 def tiny_inputs():
-    g = torch.Generator().manual_seed(2)
-    positive = [[torch.randn(1, 77, 64, generator=g), {}]]
+    positive = tiny_positive()
     latent = {"samples": torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(5))}
     return positive, latent
 
@@ -59,7 +52,7 @@ def no_pairs(core, h=16, w=16):
     return core.mapping.build_drag_map([], (h * 8, w * 8), (h, w))
 
 
-@pytest.mark.parametrize("chunk", [1, 3, 10])
+@pytest.mark.parametrize("chunk", [1, pytest.param(3, marks=pytest.mark.compat), 10])
 def test_batched_inversion_equals_sequential_sd15(api, sd15_inputs, sequential, chunk):
     hc, sn, core = api
     model, positive, lat = sd15_inputs
@@ -85,6 +78,7 @@ def test_batched_inversion_equals_sequential_sd15(api, sd15_inputs, sequential, 
         assert mean_err < bound and noise_err < bound and kv_err < 10 * bound and recon < bound
 
 
+@pytest.mark.compat
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["fp32", "fp16", "bf16"])
 def test_sequential_inversion_reconstructs_bit_exactly_in_every_dtype(api, dtype):
     """Inside ComfyUI's sampling the latents are float32 whatever the UNet computes in (its wrapper
@@ -122,6 +116,7 @@ def test_sequential_inversion_is_bit_exact_on_cuda(api, dtype):
     assert err < BATCHED_BOUND[dtype]
 
 
+@pytest.mark.compat
 def test_batched_inversion_reports_progress_and_stops(api):
     """One batched call for all levels: the progress bar still reaches every step, and ComfyUI's
     Stop (the progress hook raising on interrupt, as main.py installs it) ends the run cleanly."""
@@ -155,6 +150,7 @@ def test_batched_inversion_reports_progress_and_stops(api):
         comfy.model_management.interrupt_current_processing(False)
 
 
+@pytest.mark.compat
 def test_auto_batch_is_one_level_per_call_on_the_cpu(api):
     hc, sn, core = api
     model = tiny_model(torch.float32)
@@ -163,6 +159,7 @@ def test_auto_batch_is_one_level_per_call_on_the_cpu(api):
     assert sn.run_inversion(model, positive, lat, STEPS, START_T, 7, inversion_batch=99).chunk == 10
 
 
+@pytest.mark.compat
 def test_timestep_ranged_conditioning_is_batched_by_range(api):
     """ComfyUI applies a conditioning's timestep range from the first sigma of a batch, so a batch
     only holds levels on the same side of every range: batched equals sequential."""

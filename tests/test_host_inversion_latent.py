@@ -10,29 +10,22 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytestmark = pytest.mark.host
+from support import tiny_positive, tiny_unet
 
-
-@pytest.fixture(scope="module")
-def api(comfyui):
-    import comfy_host  # noqa: F401
-    return comfyui, comfyui.pack.nodes.sampling_nodes, comfyui.core
+pytestmark = [pytest.mark.host, pytest.mark.compat]
 
 
 def concat_image_model():
     """A tiny UNet with 4 extra input channels that ComfyUI fills with the latent image."""
-    import comfy.model_patcher
-    import random_sd15
-    unet = random_sd15.random_unet_model(dict(random_sd15.tiny_unet_config(context_dim=64), in_channels=8), seed=4)
-    unet.concat_keys = ("concat_image",)   # this instance only: ComfyUI's concat_cond reads the latent image
-    cpu = torch.device("cpu")
-    return comfy.model_patcher.ModelPatcher(unet, load_device=cpu, offload_device=cpu)
+    m = tiny_unet(seed=4, in_channels=8)
+    m.model.concat_keys = ("concat_image",)   # this instance only: ComfyUI's concat_cond reads the latent image
+    return m
 
 
 def test_denoising_sees_the_latent_image_the_inversion_saw(api):
     hc, sn, core = api
     model = concat_image_model()
-    positive = [[torch.randn(1, 77, 64, generator=torch.Generator().manual_seed(2)), {}]]
+    positive = tiny_positive()
     lat = {"samples": torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(5)) * 3}
     seen = []
 

@@ -12,20 +12,14 @@ import logging
 import pytest
 import torch
 
-from conftest import LogLines, sd15_prompt_and_latent
+from support import LogLines, sd15_prompt_and_latent
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.compat]
 
 DEVICE = torch.device("cpu", 0)   # != torch.device("cpu"): a device auto must decide for
 STEPS, START_T = 8, 0.5   # 4 inversion + 4 denoising steps: a shared 2-core CPU
 LEVELS = STEPS // 2
 SD15_LAYERS = {"all": 16, "decoder only": 9, "encoder + middle": 7}
-
-
-@pytest.fixture(scope="module")
-def api(comfyui):
-    import comfy_host  # noqa: F401
-    return comfyui, comfyui.pack.nodes.sampling_nodes, comfyui.pack.nodes.host, comfyui.core
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +84,8 @@ def test_auto_places_the_cache_from_comfyuis_free_memory(api, sd15_small, monkey
     else in host memory; one log line with the size, layers x steps, placement and the figures. Either
     way a no-region edit gives the input back bit for bit."""
     import comfy.model_management as mm
-    hc, sn, host, core = api
+    hc, sn, core = api
+    host = hc.pack.nodes.memory
     base, positive, latent = sd15_small
     model = on_device(base)
     kv_bytes, n_layers = host.kv_cache_estimate(model, (1, 4, 8, 8), LEVELS)
@@ -117,7 +112,7 @@ def test_auto_places_the_cache_from_comfyuis_free_memory(api, sd15_small, monkey
 def test_auto_on_the_cpu_keeps_the_model_device_and_old_values_still_work(api, sd15_small, records):
     """On the CPU itself auto = model device (both are host memory). The saved-workflow values
     "model device" and "cpu" still load and run; the node's default is auto."""
-    hc, sn, host, core = api
+    hc, sn, core = api
     model, positive, latent = sd15_small
     ref = None
     for kv_cache, where in (("auto", None), ("model device", None), ("cpu", torch.device("cpu"))):
@@ -140,7 +135,8 @@ def test_auto_batching_and_placement_share_the_device(api, sd15_small, monkeypat
     """Auto with inversion_batch auto on a non-CPU device (a meta latent: shapes only): the cache on the
     device leaves the batched call the memory left after it; in host memory the call may use it all."""
     import comfy.model_management as mm
-    hc, sn, host, core = api
+    hc, sn, core = api
+    host = hc.pack.nodes.memory
     base, _, latent = sd15_small
     model = on_device(base)
     shape = [1, 4, 64, 64]
@@ -179,14 +175,15 @@ def test_each_layer_choice_reconstructs_exactly_and_swaps_only_its_layers(api, s
     """kv_layers: only the chosen self-attention layers are cached and swapped (every step, once), the
     others run plain self-attention; the cache is the estimate's size; a no-region edit gives the input
     back bit for bit."""
-    hc, sn, host, core = api
+    hc, sn, core = api
+    host = hc.pack.nodes.memory
     model, positive, latent = sd15_small
     inv = sn.run_inversion(model, positive, latent, STEPS, START_T, 7, "auto", 1, choice)
-    blocks = set(host.self_attention_blocks(model))
+    blocks = set(hc.pack.nodes.model_patch.self_attention_blocks(model))
     names = {"all": ("input", "middle", "output"), "decoder only": ("output",),
              "encoder + middle": ("input", "middle")}[choice]
     assert inv.layers == {b for b in blocks if b[0] in names} and inv.layer_choice == choice
-    layers = {a.key for a in host.attention_layers(model) if a.key[0] in names}
+    layers = {a.key for a in hc.pack.nodes.model_patch.attention_layers(model) if a.key[0] in names}
     assert len(layers) == SD15_LAYERS[choice]
     assert layer_keys(inv) == layers
     assert inv.bank.nbytes() == host.kv_cache_estimate(model, (1, 4, 8, 8), LEVELS, inv.layers)[0]
@@ -200,11 +197,11 @@ def test_fewer_layers_change_a_drag(api, sd15_small):
     """The control: with a real drag, a decoder-only edit differs from the all-layer edit (the encoder's
     self-attention then sees its own keys/values), so the choice takes effect."""
     import numpy as np
-    hc, sn, host, core = api
+    hc, sn, core = api
     model, positive, latent = sd15_small
     a = np.zeros((64, 64), bool)
     a[8:32, 8:32] = True
-    dm = core.mapping.build_drag_map([core.regions.RegionPair(handle=a, target=np.roll(a, 24, axis=1),
+    dm = core.mapping.build_drag_map([core.masks.RegionPair(handle=a, target=np.roll(a, 24, axis=1),
                                                               handle_polygon=None, target_polygon=None)],
                                      (64, 64), (8, 8))
     outs = [sn.run_drag(model, sn.run_inversion(model, positive, latent, STEPS, START_T, 7, "auto", 1, c), dm,
@@ -213,7 +210,7 @@ def test_fewer_layers_change_a_drag(api, sd15_small):
 
 
 def test_bad_kv_values_name_node_input_and_fix(api, sd15_small):
-    hc, sn, host, core = api
+    hc, sn, core = api
     model, positive, latent = sd15_small
     with pytest.raises(ValueError, match=r"^DDPMInvertAndCache / kv_cache: .*'gpu'"):
         sn.run_inversion(model, positive, latent, STEPS, START_T, 7, "gpu")

@@ -17,27 +17,19 @@ import gc
 import pytest
 import torch
 
-pytestmark = pytest.mark.host
+from support import tiny_positive, tiny_unet
+
+pytestmark = [pytest.mark.host, pytest.mark.compat]
 
 DEVICE = torch.device("cpu", 0)   # != torch.device("cpu"): ComfyUI manages its memory
 
 
-@pytest.fixture(scope="module")
-def api(comfyui):
-    import comfy_host  # noqa: F401
-    return comfyui, comfyui.pack.nodes.sampling_nodes, comfyui.core
-
-
 def tiny(seed=1, channels=32):
-    import comfy.model_patcher
-    import random_sd15
-    cfg = dict(random_sd15.tiny_unet_config(context_dim=64), model_channels=channels)
-    unet = random_sd15.random_unet_model(cfg, seed=seed)
-    return comfy.model_patcher.ModelPatcher(unet, load_device=DEVICE, offload_device=torch.device("cpu"))
+    return tiny_unet(seed=seed, load_device=DEVICE, model_channels=channels)
 
 
 def inputs():
-    positive = [[torch.randn(1, 77, 64, generator=torch.Generator().manual_seed(2)), {}]]
+    positive = tiny_positive()
     latent = {"samples": torch.randn(1, 4, 32, 32, generator=torch.Generator().manual_seed(5))}
     return positive, latent
 
@@ -47,7 +39,7 @@ def drag_map(core):
     h = np.zeros((256, 256), bool)
     h[40:120, 40:120] = True
     t = np.roll(h, 48, axis=1)
-    pair = core.regions.RegionPair(handle=h, target=t, handle_polygon=None, target_polygon=None)
+    pair = core.masks.RegionPair(handle=h, target=t, handle_polygon=None, target_polygon=None)
     return core.mapping.build_drag_map([pair], (256, 256), (32, 32))
 
 

@@ -5,28 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-pytestmark = pytest.mark.host
+from support import tiny_positive, tiny_unet
+
+pytestmark = [pytest.mark.host, pytest.mark.compat]
 
 STEPS, START_T = 20, 0.5
 
 
 @pytest.fixture(scope="module")
-def api(comfyui):
-    import comfy_host  # noqa: F401  (ComfyUI on sys.path)
-    import comfy.model_management
-    import comfy.samplers
-    sn = comfyui.pack.nodes.sampling_nodes
-    return comfyui, sn, comfyui.core
-
-
-@pytest.fixture(scope="module")
 def tiny():
     """A tiny SD-style UNet (SD15 model config, random weights) and a matching conditioning."""
-    import random_sd15
-    model = random_sd15.random_model_patcher(random_sd15.tiny_unet_config(context_dim=64), seed=1)
-    g = torch.Generator().manual_seed(2)
-    positive = [[torch.randn(1, 77, 64, generator=g), {}]]
-    return model, positive
+    return tiny_unet(seed=1), tiny_positive()
 
 
 def latent(h=16, w=16, seed=5):
@@ -40,7 +29,7 @@ def rect(h, w, x0, y0, x1, y1):
 
 
 def drag_map(core, pairs, h=16, w=16):
-    RegionPair = core.regions.RegionPair
+    RegionPair = core.masks.RegionPair
     rp = [RegionPair(handle=a, target=b, handle_polygon=None, target_polygon=None) for a, b in pairs]
     return core.mapping.build_drag_map(rp, (h * 8, w * 8), (h, w))
 
@@ -136,7 +125,7 @@ def test_kv_replaced_on_every_layer_every_step_and_matters(api, tiny):
     hc, sn, core = api
     import comfy_host  # noqa: F401
     model, positive = tiny
-    layers = hc.pack.nodes.host.self_attention_blocks(model)
+    layers = hc.pack.nodes.model_patch.self_attention_blocks(model)
     assert len(layers) == 7  # input 1, 3; middle 0; output 0-3 of the tiny UNet hold attention
     lat = latent()
     inv = invert(sn, model, positive, lat)
@@ -321,7 +310,7 @@ def test_random_checkpoint_is_sd15_shaped(api, sd15, sd15_checkpoint):
     hc, sn, core = api
     model, clip, vae = sd15
     assert type(model.model.model_config).__name__ == "SD15"
-    assert hc.pack.nodes.host.self_attention_blocks(model) == (
+    assert hc.pack.nodes.model_patch.self_attention_blocks(model) == (
         [("input", i) for i in (1, 2, 4, 5, 7, 8)] + [("middle", 0)] + [("output", i) for i in range(3, 12)])
     totals = {}
     with safe_open(sd15_checkpoint, "pt") as f:

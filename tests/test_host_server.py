@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.compat]
 
 NODE_IDS = {
     "RegionMaskPair": "RegionMaskPair",
@@ -44,20 +44,10 @@ import os  # noqa: E402
 import numpy as np  # noqa: E402
 
 from comfy_client import PromptError, cached_nodes  # noqa: E402
+from graphs import fetch_image, write_test_image  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE_API = os.path.join(REPO, "example_workflows", "api", "regiondrag_basic_edit_api.json")
-
-
-def write_test_image(server, name="regiondrag_test.png", size=128):
-    """A synthetic picture (sky, ground, a sun) in the server's input folder."""
-    from PIL import Image
-    y, x = np.mgrid[0:size, 0:size] / size
-    img = np.stack([0.3 + 0.5 * x, 0.5 + 0.3 * y, 0.9 - 0.6 * y], -1)
-    img[y > 0.6] = [0.2, 0.7, 0.2]
-    img[(x - 0.3) ** 2 + (y - 0.3) ** 2 < 0.01] = [1.0, 0.9, 0.1]
-    Image.fromarray((img * 255).astype(np.uint8)).save(os.path.join(server.input_dir, name))
-    return name
 
 
 def shapes_json(size, handle, target):
@@ -74,15 +64,6 @@ def mapping_graph(image, shapes, size):
               "inputs": {"region_pairs": ["2", 0], "latent": ["3", 0], "image": ["1", 0]}},
         "5": {"class_type": "PreviewImage", "inputs": {"images": ["4", 1]}},
     }
-
-
-def fetch_image(server, entry, node_id):
-    from io import BytesIO
-
-    from PIL import Image
-    img = entry["outputs"][node_id]["images"][0]
-    data = server.client.get_bytes(f"/view?filename={img['filename']}&subfolder={img['subfolder']}&type={img['type']}")
-    return np.asarray(Image.open(BytesIO(data)).convert("RGB"))
 
 
 def test_mapping_graph_runs_and_previews_the_copy_paste(comfy_server):

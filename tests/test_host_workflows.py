@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from comfy_client import cached_nodes
-from test_host_server import fetch_image, write_test_image
+from graphs import fetch_image, write_test_image
 
 pytestmark = pytest.mark.host
 
@@ -35,7 +35,7 @@ LORA = "random_lora_sd15.safetensors"
 def server(comfyui, comfy_server):
     """The session's server, with the random ControlNet and LoRA in its model folders."""
     import random_addons
-    from conftest import _cache_dir
+    from support import cache_dir as _cache_dir
     cache = _cache_dir()
     files = {"controlnet": random_addons.write_random_controlnet_sd15(os.path.join(cache, CONTROLNET)),
              "loras": random_addons.write_random_lora_sd15(os.path.join(cache, LORA))}
@@ -93,6 +93,7 @@ def test_controlnet_example_runs_and_the_controlnet_reaches_the_edit(server):
     assert np.abs(edited - plain).mean() > 1.0, "the ControlNet did not change the edit"
 
 
+@pytest.mark.compat
 def test_lora_example_runs_and_the_lora_reaches_the_edit(server):
     prompt, ids = load("regiondrag_lora_edit")
     entry = run(server, prompt)

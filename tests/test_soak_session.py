@@ -18,7 +18,7 @@ import time
 import pytest
 
 from comfy_client import cached_nodes
-from test_host_battery import DRAG, INV, PAIR, SAVE, good_graph
+from graphs import DRAG, INV, PAIR, SAVE, good_graph
 
 pytestmark = [
     pytest.mark.host,

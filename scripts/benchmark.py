@@ -82,7 +82,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=None, help="image side in pixels, multiple of 8 "
-                   "(default 512 on CUDA, 256 on the CPU, 128 with --quick)")
+                   "(default: the family's native size on CUDA, 256 on the CPU, 128 with --quick)")
     p.add_argument("--steps", type=int, default=20, help="RegionDrag steps over the 1000 timesteps (20)")
     p.add_argument("--start-t", type=float, default=0.5, help="inversion depth (0.5: 10 + 10 model calls)")
     p.add_argument("--repeats", type=int, default=None, help="measured rounds after the warm-up (3; 1 with --quick)")

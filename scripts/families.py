@@ -80,7 +80,7 @@ def resolve_family(ckpt: str | None, family: str | None = None) -> str:
         return family or DEFAULT_FAMILY
     try:
         found = family_of_checkpoint(ckpt)
-    except (ValueError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError on a non-safetensors file
         if family is None:
             raise FamilyError(f"--ckpt {ckpt}: cannot tell its family ({e}); pass --family") from None
         return family

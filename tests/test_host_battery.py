@@ -341,8 +341,9 @@ def test_bad_graph_is_refused_then_good_edit_is_bit_identical(battery, k):
 
     # after each: the good edit, re-denoised (the other seed than the last good edit's, so that
     # ComfyUI's cache cannot serve it, whichever cases ran before)
-    s = last_seed[0] = SEEDS[0] if last_seed[0] == SEEDS[1] else SEEDS[1]
+    s = SEEDS[0] if last_seed[0] == SEEDS[1] else SEEDS[1]
     entry = client.run(good_graph(ctx["image"], seed=s, prefix=f"battery/after{k}"), timeout=900)
+    last_seed[0] = s
     assert DRAG not in cached_nodes(entry), "the good edit was served from the cache"
     if load_saved_latent(server, entry) != reference[s]:
         problems.append("the good edit after it differs from the one before the battery")

@@ -359,13 +359,13 @@ function thickLineFixed(m, W, H, p0, p1, thickness) {
   }
 }
 
-/** Pixel coordinates to the core's fixed point (regions._fixed: round half to even, 1/16 px). */
+/** Pixel coordinates to the core's fixed point (raster._fixed: round half to even, 1/16 px). */
 function toFixed(p) {
   const lim = (2 ** 31 - 1) / (1 << CV_SHIFT) - 1;
   return p.map((c) => rint(Math.min(lim, Math.max(-lim, c)) * (1 << CV_SHIFT)));
 }
 
-/** The core's _dedupe_closed: no repeated consecutive vertices, no closing copy of the first. */
+/** The core's geometry.dedupe_closed: no repeated consecutive vertices, no closing copy of the first. */
 function dedupeClosed(pts) {
   const out = pts.filter((p, k) => k === 0 || Math.abs(p[0] - pts[k - 1][0]) > 1e-9 || Math.abs(p[1] - pts[k - 1][1]) > 1e-9);
   while (out.length > 1 && Math.abs(out[out.length - 1][0] - out[0][0]) <= 1e-9 && Math.abs(out[out.length - 1][1] - out[0][1]) <= 1e-9) out.pop();

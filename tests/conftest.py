@@ -160,6 +160,15 @@ def sd15(comfyui, sd15_checkpoint):
 
 
 @pytest.fixture(scope="session")
+def addon_files():
+    """{ComfyUI model folder: path} of the random SD1.5 ControlNet and kohya LoRA (written once, cached)."""
+    import random_addons
+    cache = _cache_dir()
+    return {"controlnet": random_addons.write_random_controlnet_sd15(os.path.join(cache, "random_controlnet_sd15.safetensors")),
+            "loras": random_addons.write_random_lora_sd15(os.path.join(cache, "random_lora_sd15.safetensors"))}
+
+
+@pytest.fixture(scope="session")
 def comfy_server(request, sd15_checkpoint):
     """A real ComfyUI server (``main.py``, CPU where no GPU) on a free loopback port with only this pack."""
     return start_server(request, [sd15_checkpoint])

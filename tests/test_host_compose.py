@@ -31,15 +31,10 @@ def run_node(nodes, name, **inputs):
 
 
 @pytest.fixture(scope="module")
-def env(comfyui, sd15):
+def env(comfyui, sd15, addon_files):
     import folder_paths
-    import random_addons
-    from support import cache_dir as _cache_dir
-    cache = _cache_dir()
-    random_addons.write_random_controlnet_sd15(os.path.join(cache, "random_controlnet_sd15.safetensors"))
-    random_addons.write_random_lora_sd15(os.path.join(cache, "random_lora_sd15.safetensors"))
-    for kind in ("controlnet", "loras"):
-        folder_paths.add_model_folder_path(kind, cache)
+    for kind, path in addon_files.items():
+        folder_paths.add_model_folder_path(kind, os.path.dirname(path))
     model, clip, vae = sd15
     N = comfyui.NODES
 

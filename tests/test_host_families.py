@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from support import LogLines, cache_dir as _cache_dir, start_server
+from support import REPO, LogLines, cache_dir as _cache_dir, start_server
 
 pytestmark = pytest.mark.host
 
@@ -357,7 +357,6 @@ def test_flow_matching_model_refused_naming_its_type(comfyui, sn, kind):
 
 # ------------------------------------------------------------------ the SDXL example workflow through /prompt
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SDXL_API = os.path.join(REPO, "example_workflows", "api", "regiondrag_sdxl_edit_api.json")
 SDXL_UI = os.path.join(REPO, "example_workflows", "regiondrag_sdxl_edit.json")
 

@@ -45,8 +45,8 @@ import numpy as np  # noqa: E402
 
 from comfy_client import PromptError, cached_nodes  # noqa: E402
 from graphs import fetch_image, write_test_image  # noqa: E402
+from support import REPO  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE_API = os.path.join(REPO, "example_workflows", "api", "regiondrag_basic_edit_api.json")
 
 

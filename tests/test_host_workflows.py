@@ -21,10 +21,10 @@ import pytest
 
 from comfy_client import cached_nodes
 from graphs import fetch_image, write_test_image
+from support import REPO
 
 pytestmark = pytest.mark.host
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 API = os.path.join(REPO, "example_workflows", "api")
 SIZE = 128
 CONTROLNET = "random_controlnet_sd15.safetensors"
@@ -32,14 +32,9 @@ LORA = "random_lora_sd15.safetensors"
 
 
 @pytest.fixture(scope="module")
-def server(comfyui, comfy_server):
+def server(comfyui, comfy_server, addon_files):
     """The session's server, with the random ControlNet and LoRA in its model folders."""
-    import random_addons
-    from support import cache_dir as _cache_dir
-    cache = _cache_dir()
-    files = {"controlnet": random_addons.write_random_controlnet_sd15(os.path.join(cache, CONTROLNET)),
-             "loras": random_addons.write_random_lora_sd15(os.path.join(cache, LORA))}
-    for folder, path in files.items():
+    for folder, path in addon_files.items():
         d = os.path.join(comfy_server.base, "models", folder)
         os.makedirs(d, exist_ok=True)
         link = os.path.join(d, os.path.basename(path))

@@ -10,8 +10,8 @@ import os
 import pytest
 
 import make_workflows
+from support import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UI_FILES = sorted(glob.glob(os.path.join(REPO, "example_workflows", "*.json")))
 NAMES = [os.path.basename(p)[:-len(".json")] for p in UI_FILES]
 CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")

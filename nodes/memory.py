@@ -20,15 +20,17 @@ def gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB" if abs(n) >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
-def kv_cache_estimate(model, latent_shape, levels: int, blocks=None, entries: int = 1, itemsize=None):
+def kv_cache_estimate(model, latent_shape, levels: int, blocks=None, entries: int = 1, itemsize=None,
+                      passes: int = 1):
     """(bytes, layers) the K/V cache of an inversion of ``latent_shape`` (B, C, h, w) over ``levels``
     steps will hold, for the self-attention layers in ``blocks`` ((name, number); None = all), in the
-    model's compute dtype unless ``itemsize`` is given."""
+    model's compute dtype unless ``itemsize`` is given, ``entries`` conditioning entries each seen by at
+    most ``passes`` UNet passes per step (guidance patches that call the UNet again)."""
     layers = [a for a in attention_layers(model) if blocks is None or tuple(a.key[:2]) in blocks]
     if itemsize is None:
         itemsize = torch.empty((), dtype=compute_dtype(model)).element_size()
     batch = int(latent_shape[0]) if len(latent_shape) == 4 else 1
-    return kv_cache_bytes(layers, tuple(latent_shape[-2:]), levels, itemsize, entries * batch), len(layers)
+    return kv_cache_bytes(layers, tuple(latent_shape[-2:]), levels, itemsize, entries * batch, passes), len(layers)
 
 
 def kv_placement(kv_cache: str, kv_bytes: int, device, call_bytes: float):

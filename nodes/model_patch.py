@@ -134,7 +134,7 @@ def patched_clone(model, swap: AttentionSwap, kv_owner=None, layers=None):
 
     def name_entries(executor, *args, **kwargs):  # around apply_model, outside a compiled UNet
         options = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
-        swap.enter_call(options.get("uuids"))
+        swap.enter_call(options.get("uuids"), options.get("cond_or_uncond"))
         return executor(*args, **kwargs)
 
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "regiondrag_entries", name_entries)

@@ -9,18 +9,24 @@ import comfy.utils
 import latent_preview
 
 
-def run_sampler(model, positive, latent_samples, sigmas, sampler_function, options, seed, swap=None):
+def run_sampler(model, positive, latent_samples, sigmas, sampler_function, options, seed, swap=None,
+                negative=None, cfg=1.0):
     """Run ``sampler_function`` through ComfyUI's guider/KSAMPLER machinery; returns the LATENT samples.
 
-    The guider is ComfyUI's CFGGuider at CFG 1 with the positive prompt alone (a negative prompt would
-    go in as its ``negative``). ``latent_samples`` is the image LATENT (both halves pass the inverted
-    one, so models that read the latent image, such as inpainting checkpoints, see the same input in
-    both); the noise is zero."""
+    The guider is ComfyUI's CFGGuider: by default at CFG 1 with the positive prompt alone (the paper);
+    with a ``negative`` prompt and ``cfg`` as a KSampler's. ``latent_samples`` is the image LATENT (both
+    halves pass the inverted one, so models that read the latent image, such as inpainting checkpoints,
+    see the same input in both); the noise is zero."""
     guider = comfy.samplers.CFGGuider(model)
-    guider.inner_set_conds({"positive": positive})
-    guider.set_cfg(1.0)
-    if swap is not None:  # which conditioning entry is which, by the ids ComfyUI gave them (prompt order)
-        swap.set_entries([c.get("uuid") for c in guider.original_conds.get("positive", [])])
+    conds = {"positive": positive}
+    if negative is not None:
+        conds["negative"] = negative
+    guider.inner_set_conds(conds)
+    guider.set_cfg(float(cfg))
+    if swap is not None:  # which conditioning entry is which, by the ids ComfyUI gave them (prompt order,
+        # the negative's entries after the positive's)
+        swap.set_entries([c.get("uuid") for name in ("positive", "negative")
+                          for c in guider.original_conds.get(name, [])])
     sampler = comfy.samplers.KSAMPLER(sampler_function, extra_options=options)
     callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
     noise = torch.zeros(latent_samples.shape, dtype=torch.float32, device="cpu")
@@ -34,7 +40,7 @@ def latent_out(model, z0: torch.Tensor) -> torch.Tensor:
     return model.model.process_latent_out(z0.to(torch.float32)).to(comfy.model_management.intermediate_device())
 
 
-def conditioning_split_key(model, positive, schedule):
+def conditioning_split_key(model, positive, schedule, negative=None):
     """For each level, which conditioning entries (and their ControlNets) are active at its sigma.
 
     ComfyUI decides timestep ranges (Conditioning Set Timestep Range, ControlNet start/end percent)
@@ -43,7 +49,7 @@ def conditioning_split_key(model, positive, schedule):
     ms = model.get_model_object("model_sampling")
     ranges = []
     hooked = False
-    for entry in positive or []:
+    for entry in list(positive or []) + list(negative or []):
         opts = entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {}
         hooked = hooked or opts.get("hooks") is not None
         if "start_percent" in opts or "end_percent" in opts:

@@ -16,6 +16,7 @@ from ..regiondrag_core.sampling import (DragPlan, Inversion, InversionRecorder, 
 from ..regiondrag_core.schedule import make_schedule
 from .errors import node_errors
 from .memory import inversion_plan, kv_cache_estimate, kv_owner, staging_for
+from .patches import check_guidance, extra_passes, named_failure, uses_uncond
 from .model_patch import (attention, check_model, model_signature, patched_clone, self_attention_blocks,
                           sigma_of_timestep)
 from .sampler import conditioning_split_key, latent_out, run_sampler
@@ -91,6 +92,14 @@ class DDPMInvertAndCache(io.ComfyNode):
                                        "SDXL 1024x1024, 10 steps, fp16: all 70 layers 3.91 GiB, 'decoder only' "
                                        "(36 layers) 2.05 GiB, 'encoder + middle' (34) 1.86 GiB; SD1.5 512x512: "
                                        "16 layers 0.43 GiB, 9 layers 0.26 GiB, 7 layers 0.17 GiB."),
+                io.Conditioning.Input("negative", optional=True,
+                                      tooltip="Optional negative prompt, for cfg above 1 and for guidance patches "
+                                              "that need the unconditional prediction (Self-Attention Guidance). "
+                                              "Connect the same one to both RegionDrag nodes."),
+                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01, optional=True,
+                               tooltip="Classifier-free guidance scale (needs a negative prompt above 1). 1.0 is "
+                                       "the paper's: the positive prompt alone. Use the same value in both "
+                                       "RegionDrag nodes: the inversion is exact for any value."),
             ],
             outputs=[io.Custom(InversionType).Output(display_name="INVERSION",
                                                      tooltip="Cached inversion for RegionDrag KSampler.")],
@@ -98,20 +107,21 @@ class DDPMInvertAndCache(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, latent, steps, start_t, seed, kv_cache="auto",
-                inversion_batch=0, kv_layers="all") -> io.NodeOutput:
+                inversion_batch=0, kv_layers="all", negative=None, cfg=1.0) -> io.NodeOutput:
         return io.NodeOutput(run_inversion(model, positive, latent, steps, start_t, seed, kv_cache, inversion_batch,
-                                           kv_layers))
+                                           kv_layers, negative, cfg))
 
 
 @node_errors(INVERT)
 def run_inversion(model, positive, latent, steps, start_t, seed, kv_cache="auto",
-                  inversion_batch=0, kv_layers="all") -> Inversion:
+                  inversion_batch=0, kv_layers="all", negative=None, cfg=1.0) -> Inversion:
     """DDPM inversion through the host's sampler on a K/V-capturing clone of ``model``."""
     samples = latent_samples(latent)
     if not bool(torch.isfinite(samples).all()):
         raise RegionDragInputError("latent", "holds NaN or infinite values.",
                                    "Check the nodes that made the latent; VAE Encode of an image gives finite values.")
     check_model(model)
+    check_guidance(model, negative, cfg)
     if kv_cache not in KV_CACHE_OPTIONS:
         raise RegionDragInputError("kv_cache", f"is {kv_cache!r}; one of {', '.join(KV_CACHE_OPTIONS)}.",
                                    "Pick 'auto' (the default).")
@@ -126,8 +136,10 @@ def run_inversion(model, positive, latent, steps, start_t, seed, kv_cache="auto"
     if not layers:
         raise RegionDragInputError("kv_layers", f"{kv_layers!r} holds no self-attention layer of this UNet.",
                                    "Pick 'all'.")
-    entries = max(1, len(positive or []))
-    kv_bytes, n_layers = kv_cache_estimate(model, tuple(samples.shape), schedule.levels, layers, entries)
+    negative_entries = len(negative or []) if uses_uncond(model, negative, cfg) else 0
+    entries = max(1, len(positive or [])) + negative_entries
+    kv_bytes, n_layers = kv_cache_estimate(model, tuple(samples.shape), schedule.levels, layers, entries,
+                                           passes=1 + extra_passes(model))
     bank = KVBank(torch.device("cpu") if kv_cache == "cpu" else None)
     swap = AttentionSwap(bank, "capture", attention, layers=layers)
     patched = patched_clone(model, swap, layers=layers)
@@ -135,13 +147,21 @@ def run_inversion(model, positive, latent, steps, start_t, seed, kv_cache="auto"
         schedule=schedule, seed=seed, swap=swap, latent_shape=tuple(samples.shape),
         layers=layers, layer_choice=kv_layers,
         chunk=inversion_plan(patched, bank, kv_cache, inversion_batch, schedule.levels, entries, kv_bytes, n_layers),
-        split_key=conditioning_split_key(model, positive, schedule),
+        split_key=conditioning_split_key(model, positive, schedule, negative),
         latent_image=samples.detach().to(device="cpu", dtype=torch.float32).clone())
     sigmas = torch.tensor(schedule.sigmas, dtype=torch.float32)
-    run_sampler(patched, positive, samples, sigmas, sample_ddpm_invert, {"recorder": recorder}, seed, swap=swap)
+    try:
+        run_sampler(patched, positive, samples, sigmas, sample_ddpm_invert, {"recorder": recorder}, seed, swap=swap,
+                    negative=negative, cfg=cfg)
+    except Exception as e:
+        named = named_failure(model, e)
+        if named is None:
+            raise
+        raise named from e
     inv = recorder.result
     _check_patch_ran(swap, recorder.layers, range(1, inv.levels + 1))
-    inv = dataclasses.replace(inv, owner=kv_owner(inv.bank, model.load_device), model_signature=model_signature(model))
+    inv = dataclasses.replace(inv, owner=kv_owner(inv.bank, model.load_device), model_signature=model_signature(model),
+                              cfg=float(cfg), negative_entries=negative_entries)
     log.info("RegionDrag inversion: %d steps to t=%d in chunks of %d, K/V cache %.1f MB", inv.levels,
              schedule.timesteps[-1], inv.chunk, inv.cache_nbytes()["kv"] / 2**20)
     return inv
@@ -194,21 +214,28 @@ class RegionDragKSampler(io.ComfyNode):
                 io.Boolean.Input("mutual_self_attention", default=True, optional=True,
                                  tooltip="Replace self-attention keys/values with the inversion's (keeps the "
                                          "image's identity). Off only for comparison."),
+                io.Conditioning.Input("negative", optional=True,
+                                      tooltip="Optional negative prompt: the same one as for DDPM Invert-and-Cache "
+                                              "(needed when that ran with one at cfg above 1 or for a patch "
+                                              "such as Self-Attention Guidance)."),
+                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01, optional=True,
+                               tooltip="Classifier-free guidance scale; the same value as for DDPM "
+                                       "Invert-and-Cache keeps the unedited parts exact (1.0: the paper's)."),
             ],
             outputs=[io.Latent.Output(tooltip="The edited latent; connect to VAE Decode.")],
         )
 
     @classmethod
     def execute(cls, model, inversion, drag_map, positive, end_t, noise_weight, seed,
-                edit_mask=None, mutual_self_attention=True) -> io.NodeOutput:
+                edit_mask=None, mutual_self_attention=True, negative=None, cfg=1.0) -> io.NodeOutput:
         samples, _ = run_drag(model, inversion, drag_map, positive, end_t, noise_weight, seed,
-                              edit_mask, mutual_self_attention)
+                              edit_mask, mutual_self_attention, negative=negative, cfg=cfg)
         return io.NodeOutput({"samples": samples})
 
 
 @node_errors(DRAG)
 def run_drag(model, inversion, drag_map, positive, end_t, noise_weight, seed, edit_mask=None,
-             mutual_self_attention=True, on_level=None):
+             mutual_self_attention=True, on_level=None, negative=None, cfg=1.0):
     """RegionDrag denoising through the host's sampler; returns (LATENT samples, the run's AttentionSwap)."""
     if not isinstance(inversion, Inversion):
         raise RegionDragInputError("inversion", "is not an INVERSION.", "Connect DDPM Invert-and-Cache.")
@@ -230,6 +257,15 @@ def run_drag(model, inversion, drag_map, positive, end_t, noise_weight, seed, ed
             f"{w * 8}x{h * 8} image (latent {w}x{h}).",
             "Feed Region-to-Point Mapping the same LATENT that DDPM Invert-and-Cache inverted.")
     check_model(model)
+    check_guidance(model, negative, cfg)
+    if uses_uncond(model, negative, cfg) and not inversion.negative_entries and mutual_self_attention:
+        raise RegionDragInputError(
+            "negative", f"runs at every step here (cfg {cfg}), but the inversion ran without a negative prompt"
+            + (" (or at cfg 1)" if inversion.cfg == 1.0 else "") + ", so it cached no keys/values for it.",
+            "Connect the same negative prompt and cfg to DDPM Invert-and-Cache as well.")
+    if not math.isclose(float(cfg), inversion.cfg):
+        log.warning("RegionDrag: cfg %s differs from the inversion's %s: the unedited parts will not be kept "
+                    "exactly.", cfg, inversion.cfg)
     own = make_schedule(sched.steps, sched.start_t, sigma_of_timestep(model))
     if any(abs(a - b) > 1e-4 * max(1.0, b) for a, b in zip(own.sigmas, sched.sigmas)):
         raise RegionDragInputError("inversion", "was made with a model of another noise schedule.",
@@ -262,12 +298,15 @@ def run_drag(model, inversion, drag_map, positive, end_t, noise_weight, seed, ed
         image = torch.zeros(inversion.latent_shape, dtype=torch.float32)
     try:
         patched = patched_clone(model, swap, inversion.owner, inversion.layers)
-        samples = run_sampler(patched, positive, image, sigmas, sample_regiondrag, {"plan": plan}, seed, swap=swap)
+        samples = run_sampler(patched, positive, image, sigmas, sample_regiondrag, {"plan": plan}, seed, swap=swap,
+                              negative=negative, cfg=cfg)
     except KVMismatch as e:
-        raise RegionDragInputError(
-            "positive", f"does not match the inversion's: {e}.",
-            "Connect the same positive conditioning (same entries, areas and masks) to DDPM Invert-and-Cache "
-            "and RegionDrag KSampler.") from None
+        raise _mismatch_error(e, positive) from None
+    except Exception as e:
+        named = named_failure(model, e)
+        if named is None:
+            raise
+        raise named from e
     if mutual_self_attention:
         _check_patch_ran(swap, inversion.layers, range(1, inversion.levels + 1))
     if inversion.latent_image is not None:
@@ -275,6 +314,23 @@ def run_drag(model, inversion, drag_map, positive, end_t, noise_weight, seed, ed
         # for SD1.5) is no exact round trip in float32, so an edit that reproduces z_0 returns the input.
         samples = image.to(samples.device) + (samples - latent_out(model, inversion.latents[0]))
     return samples, swap
+
+
+def _mismatch_error(e: KVMismatch, positive) -> RegionDragInputError:
+    """The input to blame for keys/values the inversion did not cache."""
+    if e.pass_index:
+        return RegionDragInputError(
+            "model", f"calls the UNet more often per step than the model the inversion ran with: {e}.",
+            "Connect the same MODEL (with the same guidance patch nodes) to DDPM Invert-and-Cache and RegionDrag "
+            "KSampler.")
+    if e.entry is not None and e.entry >= len(positive or []):
+        return RegionDragInputError(
+            "negative", f"does not match the inversion's: {e}.",
+            "Connect the same negative prompt and cfg to DDPM Invert-and-Cache and RegionDrag KSampler.")
+    return RegionDragInputError(
+        "positive", f"does not match the inversion's: {e}.",
+        "Connect the same positive conditioning (same entries, areas and masks) to DDPM Invert-and-Cache "
+        "and RegionDrag KSampler.")
 
 
 def _check_patch_ran(swap: AttentionSwap, layers, levels) -> None:

@@ -10,6 +10,13 @@ entries of one prompt into one call (Conditioning Combine), or run them in calls
 masks, low free memory), and in a different order from one step to the next. The host tells the swap
 the entries' ids in the prompt's order (:meth:`AttentionSwap.set_entries`), so entry *i* of the
 denoising meets entry *i*'s keys/values from the inversion however either half was batched.
+
+Keys/values are also filed per *pass*: one sampling step may call the UNet more than once for the
+same entry (Perturbed-Attention Guidance's perturbed pass, Self-Attention Guidance's degraded pass,
+a guider's extra calls). The n-th call of a step that holds entry *e* is pass n of *e*
+(:meth:`AttentionSwap.enter_call` counts them per step), so each pass of the denoising meets the
+keys/values of the same pass of the inversion, and any deterministic multi-pass guidance retraces
+the inversion exactly. The cache then holds one set of keys/values per pass that runs.
 :class:`AttentionSwap` is the framework-agnostic half: the node layer wraps its
 ``__call__`` in a closure and registers it on a cloned model.
 
@@ -58,27 +65,28 @@ class AttentionLayer:
 
 
 def kv_cache_bytes(layers: Iterable[AttentionLayer], latent_hw: tuple, levels: int, itemsize: int,
-                   entries: int = 1) -> int:
+                   entries: int = 1, passes: int = 1) -> int:
     """Bytes of keys and values ``layers`` cache for ``levels`` inversion steps of a latent of
-    ``latent_hw`` (h, w), ``entries`` conditioning entries, ``itemsize`` bytes per element.
+    ``latent_hw`` (h, w), ``entries`` conditioning entries, ``itemsize`` bytes per element, each entry
+    seen by ``passes`` UNet passes per step.
 
     Each layer holds ceil(h/d) * ceil(w/d) tokens (a stride-2 convolution rounds up) times its key and
-    value widths, once per step and per conditioning entry: what :class:`KVBank` will hold."""
+    value widths, once per step, per conditioning entry and per pass: what :class:`KVBank` will hold."""
     h, w = (int(x) for x in latent_hw)
-    if h < 1 or w < 1 or levels < 0 or itemsize < 1 or entries < 0:
+    if h < 1 or w < 1 or levels < 0 or itemsize < 1 or entries < 0 or passes < 1:
         raise ValueError(f"bad cache shape: latent {latent_hw}, {levels} levels, itemsize {itemsize}, "
-                         f"{entries} entries")
+                         f"{entries} entries, {passes} passes")
     per_step = 0
     for layer in layers:
         d = int(layer.divisor)
         if d < 1:
             raise ValueError(f"layer {layer.key}: divisor {d} < 1")
         per_step += -(-h // d) * -(-w // d) * int(layer.kv_width)
-    return per_step * int(itemsize) * int(levels) * int(entries)
+    return per_step * int(itemsize) * int(levels) * int(entries) * int(passes)
 
 
 class KVBank(torch.nn.Module):
-    """Keys/values by (level, layer, cond_or_uncond chunk), kept in the model's dtype.
+    """Keys/values by (level, layer, conditioning entry, pass), kept in the model's dtype.
 
     The tensors are frozen parameters of one child module per level, so a host can hand the bank to
     its memory manager as a model of its own: ComfyUI loads, offloads and partially offloads it level
@@ -94,7 +102,7 @@ class KVBank(torch.nn.Module):
         super().__init__()
         self.storage_device = storage_device
         self.per_level = torch.nn.ModuleDict()
-        self._names: dict[tuple[int, LayerKey, int], tuple[str, str]] = {}
+        self._names: dict[tuple[int, LayerKey, int, int], tuple[str, str]] = {}
         self.frozen = False
 
     def _store(self, t: torch.Tensor) -> torch.nn.Parameter:
@@ -106,10 +114,11 @@ class KVBank(torch.nn.Module):
         out.copy_(t, non_blocking=True)
         return torch.nn.Parameter(out, requires_grad=False)
 
-    def put(self, level: int, layer: LayerKey, chunk: int, k: torch.Tensor, v: torch.Tensor) -> None:
+    def put(self, level: int, layer: LayerKey, chunk: int, k: torch.Tensor, v: torch.Tensor,
+            pass_index: int = 0) -> None:
         if self.frozen:
             raise RuntimeError("this K/V bank belongs to a finished inversion and is read-only")
-        key = (int(level), tuple(layer), int(chunk))
+        key = (int(level), tuple(layer), int(chunk), int(pass_index))
         lvl = str(key[0])
         if lvl not in self.per_level:
             self.per_level[lvl] = torch.nn.Module()
@@ -128,9 +137,9 @@ class KVBank(torch.nn.Module):
         self.frozen = True
         return self
 
-    def get(self, level: int, layer: LayerKey, chunk: int):
-        """(k, v) of one entry where they live now, or None."""
-        found = self._names.get((int(level), tuple(layer), int(chunk)))
+    def get(self, level: int, layer: LayerKey, chunk: int, pass_index: int = 0):
+        """(k, v) of one entry and pass where they live now, or None."""
+        found = self._names.get((int(level), tuple(layer), int(chunk), int(pass_index)))
         if found is None:
             return None
         module = self.per_level[found[0]]
@@ -141,11 +150,16 @@ class KVBank(torch.nn.Module):
 
     @property
     def entries(self) -> dict:
-        """{(level, layer, chunk): (k, v)}, read now (a snapshot: the host may move the tensors later)."""
+        """{(level, layer, chunk, pass): (k, v)}, read now (a snapshot: the host may move the tensors later)."""
         return {key: self.get(*key) for key in self._names}
 
     def level_entries(self, level: int):
-        return [((layer, chunk), self.get(lvl, layer, chunk)) for lvl, layer, chunk in self._names if lvl == level]
+        return [((layer, chunk, p), self.get(lvl, layer, chunk, p)) for lvl, layer, chunk, p in self._names
+                if lvl == level]
+
+    def passes(self) -> int:
+        """The most UNet passes any entry made in one step (1 for plain sampling)."""
+        return 1 + max((key[3] for key in self._names), default=0)
 
     def nbytes(self) -> int:
         return sum(p.numel() * p.element_size() for p in self.parameters())
@@ -153,7 +167,7 @@ class KVBank(torch.nn.Module):
 
 def stage(bank: KVBank, level: int, device: torch.device, staging: dict,
           on_buffer: Optional[Callable[[torch.Tensor], None]] = None) -> dict:
-    """Copy level ``level``'s keys/values into ``staging`` ((layer, chunk) -> (k, v) on ``device``).
+    """Copy level ``level``'s keys/values into ``staging`` ((layer, entry, pass) -> (k, v) on ``device``).
 
     The buffers are re-used while shape, dtype and device stay the same, so every step (and every
     edit that passes the same ``staging``) reads the same addresses. ``on_buffer`` is shown every
@@ -204,31 +218,43 @@ class AttentionSwap:
         self.staging: dict = {} if staging is None else staging
         self.active = False
         self.levels: tuple = ()
-        self.captured: dict = {}   # (layer, entry) -> (k, v) seen in the current call, all its levels
+        self.captured: dict = {}   # (layer, entry, pass) -> (k, v) seen in the current call, all its levels
         self.entry_ids: dict = {}  # host id of a conditioning entry (uuid) -> its index in the prompt
-        self.call_entries: Optional[tuple] = None  # entry index of each batch chunk in the current UNet call
+        self.call_entries: Optional[tuple] = None  # (entry, pass) of each batch chunk in the current UNet call
+        self.seen: Counter = Counter()  # entry -> UNet calls of the current step that held it (its next pass)
         self.hit: dict = {}        # layer -> True for every layer that ran in the current call
         self.calls: Counter = Counter()
 
     def set_entries(self, ids) -> None:
-        """The conditioning entries' host ids in the prompt's order (entry i keeps index i in both halves)."""
+        """The conditioning entries' host ids in the prompt's order (entry i keeps index i in both halves;
+        the negative prompt's entries follow the positive's)."""
         self.entry_ids = {e: i for i, e in enumerate(ids)}
 
-    def enter_call(self, ids) -> None:
-        """Before a UNet call (outside any compiled graph): the host ids of its batch chunks' entries.
+    def enter_call(self, ids, chunks=None) -> None:
+        """Before a UNet call (outside any compiled graph): the host ids of its batch chunks' entries
+        (``chunks``, the host's cond/uncond labels, where it names no ids), and so each chunk's pass:
+        how many calls of this step held its entry before.
 
-        The patch then reads plain entry indices, so a compiled UNet is not specialised on the ids,
-        which the host draws anew for every sampling run."""
+        The patch then reads plain (entry, pass) indices, so a compiled UNet is not specialised on the
+        ids, which the host draws anew for every sampling run."""
         if self.entry_ids and ids is not None and all(i in self.entry_ids for i in ids):
-            self.call_entries = tuple(self.entry_ids[i] for i in ids)
+            entries = [self.entry_ids[i] for i in ids]
+        elif chunks is not None:
+            entries = [int(c) for c in chunks]
         else:
             self.call_entries = None
+            return
+        keys = []
+        for e in entries:
+            keys.append((e, self.seen[e]))
+            self.seen[e] += 1
+        self.call_entries = tuple(keys)
 
     def _entries(self, extra_options: dict, chunks: list) -> list:
-        """The conditioning entry of each batch chunk: as the host named them for this call, else the chunk."""
+        """(entry, pass) of each batch chunk: as the host named them for this call, else (chunk, 0)."""
         if self.call_entries is not None and len(self.call_entries) == len(chunks):
             return list(self.call_entries)
-        return [int(c) for c in chunks]
+        return [(int(c), 0) for c in chunks]
 
     @property
     def level(self) -> Optional[int]:
@@ -244,6 +270,8 @@ class AttentionSwap:
             stage(self.bank, levels[0], device, self.staging, self.on_buffer)
         self.captured.clear()
         self.hit.clear()
+        self.seen.clear()
+        self.call_entries = None
         self.levels = levels
         self.active = True
 
@@ -252,16 +280,18 @@ class AttentionSwap:
         self.active = False
         if completed and self.levels:
             n = len(self.levels)
-            for (layer, chunk), (k, v) in self.captured.items():
+            for (layer, entry, pass_index), (k, v) in self.captured.items():
                 if k.shape[0] % n:
                     raise ValueError(f"layer {layer}: a batch of {k.shape[0]} does not split into levels {self.levels}")
                 for level, kl, vl in zip(self.levels, k.chunk(n), v.chunk(n)):
-                    self.bank.put(level, layer, chunk, kl, vl)
+                    self.bank.put(level, layer, entry, kl, vl, pass_index)
             for layer in self.hit:
                 for level in self.levels:
                     self.calls[(level, layer)] += 1
         self.captured.clear()
         self.hit.clear()
+        self.seen.clear()
+        self.call_entries = None
         self.levels = ()
 
     def levels_missing(self, layers: frozenset, levels) -> list:
@@ -288,8 +318,8 @@ class AttentionSwap:
                 raise ValueError(f"batch {q.shape[0]} does not split into chunks {chunks}")
             entries = self._entries(extra_options, chunks)
             if self.mode == "capture":
-                for e, kc, vc in zip(entries, k.chunk(len(chunks)), v.chunk(len(chunks))):
-                    self.captured[(layer, e)] = (kc, vc)
+                for (e, p), kc, vc in zip(entries, k.chunk(len(chunks)), v.chunk(len(chunks))):
+                    self.captured[(layer, e, p)] = (kc, vc)
             else:
                 k, v = self._staged_kv(layer, entries, k, v)
             self.hit[layer] = True
@@ -300,12 +330,10 @@ class AttentionSwap:
     def _staged_kv(self, layer, entries, k, v):
         staged = self.staging
         ks, vs = [], []
-        for e in entries:
-            if (layer, e) not in staged:
-                raise KVMismatch(f"the inversion cached no keys/values for conditioning entry {e + 1} "
-                                 f"(layer {layer}, step {self.level}): the positive conditioning has more "
-                                 "entries than the one the inversion ran with")
-            kc, vc = staged[(layer, e)]
+        for e, p in entries:
+            if (layer, e, p) not in staged:
+                raise KVMismatch(e, p, layer, self.level)
+            kc, vc = staged[(layer, e, p)]
             ks.append(kc)
             vs.append(vc)
         if len(ks) == 1:
@@ -313,11 +341,23 @@ class AttentionSwap:
         else:
             kc, vc = torch.cat(ks), torch.cat(vs)
         if kc.shape != k.shape:
-            raise KVMismatch(f"cached keys of layer {layer} have shape {tuple(kc.shape)}, the model computes "
-                             f"{tuple(k.shape)}: the positive conditioning's areas or entries differ from the "
-                             "inversion's")
+            raise KVMismatch(layer=layer, level=self.level,
+                             message=f"cached keys of layer {layer} have shape {tuple(kc.shape)}, the model "
+                             f"computes {tuple(k.shape)}: the positive conditioning's areas or entries differ "
+                             "from the inversion's")
         return kc.to(k.dtype), vc.to(v.dtype)
 
 
 class KVMismatch(ValueError):
-    """The denoising's conditioning does not match the keys/values the inversion cached."""
+    """The denoising's conditioning does not match the keys/values the inversion cached.
+
+    ``entry``/``pass_index`` name what was missing (None when the shapes differed): an entry past
+    the inversion's means more (or negative) conditioning entries, a pass past it a model that calls
+    the UNet more often per step than the one the inversion ran with."""
+
+    def __init__(self, entry=None, pass_index=None, layer=None, level=None, message=None):
+        self.entry, self.pass_index, self.layer, self.level = entry, pass_index, layer, level
+        if message is None:
+            what = f"conditioning entry {entry + 1}" + (f", UNet pass {pass_index + 1} of the step" if pass_index else "")
+            message = f"the inversion cached no keys/values for {what} (layer {layer}, step {level})"
+        super().__init__(message)

@@ -59,6 +59,8 @@ class Inversion:
     owner: object = None     # the host's memory-management handle of ``bank`` (ComfyUI: a ModelPatcher)
     layer_choice: str = "all"  # the name of the layer choice (kvbank.KV_LAYER_CHOICES) that gave ``layers``
     model_signature: object = None  # opaque here: the host's description of the model that made it (None: unknown)
+    cfg: float = 1.0         # the guidance scale the inversion ran at
+    negative_entries: int = 0  # negative-prompt entries whose keys/values were cached (0: none ran)
 
     @property
     def levels(self) -> int:

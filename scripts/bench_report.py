@@ -51,6 +51,7 @@ def ratio_table(t: dict, parts: dict) -> dict:
         "full_edit_over_comfy_sampler": t["full_edit"] / t["comfy_sampler"],
         "full_edit_over_comfy_sampler_plus_decode": t["full_edit"] / (t["comfy_sampler"] + parts["vae_decode"]),
         "kv_cpu_over_full_edit": t["full_edit_kv_cpu"] / t["full_edit"],
+        "cfg_over_full_edit": t["full_edit_cfg"] / t["full_edit"],
         "inversion_over_its_bare_calls": parts["inversion"] / (t["bare_calls"] / 2),
         "denoising_over_its_bare_calls": parts["denoising"] / (t["bare_calls"] / 2),
     }
@@ -130,6 +131,7 @@ def report(r: dict, write=None) -> None:
         ("full edit (encode + invert + map + denoise + decode)", "full_edit"),
         ("re-edit, inversion cached (map + denoise + decode)", "re_edit"),
         ("full edit, kv_cache='cpu'", "full_edit_kv_cpu"),
+        (f"full edit at CFG {r['edit_cfg']:g} (negative prompt, both nodes)", "full_edit_cfg"),
         (f"bare UNet calls, batch 1 (x{r['model_calls']})", "bare_calls"),
         (f"inversion alone, sequential (inversion_batch 1: {r['levels']} calls)", "inversion_sequential"),
         (f"inversion alone, batched (inversion_batch {r['levels']}: 1 call)", "inversion_batched"),
@@ -154,6 +156,7 @@ def report(r: dict, write=None) -> None:
                      ("full edit / ComfyUI sampler", "full_edit_over_comfy_sampler"),
                      ("full edit / (ComfyUI sampler + VAE decode)", "full_edit_over_comfy_sampler_plus_decode"),
                      ("full edit kv_cache='cpu' / full edit", "kv_cpu_over_full_edit"),
+                     (f"full edit CFG {r['edit_cfg']:g} / CFG 1", "cfg_over_full_edit"),
                      (f"inversion / its {n} bare calls", "inversion_over_its_bare_calls"),
                      (f"denoising / its {n} bare calls", "denoising_over_its_bare_calls")):
         write(f"  {label:<44}{ra[k]:>11.3f}{rm[k]:>11.3f}")

@@ -80,18 +80,20 @@ class Bench:
         self.placement = None
 
     # -- the edit, in the pieces a ComfyUI graph runs
-    def full_edit(self, kv_cache: str = "auto") -> dict:
+    def full_edit(self, kv_cache: str = "auto", cfg: float = 1.0) -> dict:
+        """The edit as a graph runs it; ``cfg`` above 1 runs both nodes with the negative (empty) prompt."""
         c, t = self.clock, {}
         t0 = c()
         latent = self.nodes.VAEEncode().encode(self.vae, self.image)[0]
         t1 = c()
         seen = len(self.kv_log.lines)
+        negative = self.negative if cfg != 1.0 else None
         inv = self.sn.run_inversion(self.model, self.positive, latent, self.o.steps, self.o.start_t, SEED,
-                                    kv_cache, 0)
+                                    kv_cache, 0, "all", negative, cfg)
         t2 = c()
         if kv_cache == "auto" and len(self.kv_log.lines) > seen:
             self.placement = self.kv_log.lines[-1]   # where auto put this edit's cache, and why
-        rest = self._drag(inv, latent)
+        rest = self._drag(inv, latent, negative, cfg)
         t["vae_encode"], t["inversion"] = t1 - t0, t2 - t1
         t.update(rest)
         t["total"] = t["vae_encode"] + t["inversion"] + rest["total"]
@@ -108,13 +110,14 @@ class Bench:
                               "model device", batch)
         return self.clock() - t0
 
-    def _drag(self, inv, latent) -> dict:
+    def _drag(self, inv, latent, negative=None, cfg: float = 1.0) -> dict:
         c = self.clock
         h, w = latent["samples"].shape[2:]
         t0 = c()
         drag_map = self.build_drag_map(self.pairs, (self.size, self.size), (int(h), int(w)))
         t1 = c()
-        samples, _ = self.sn.run_drag(self.model, inv, drag_map, self.positive, END_T, NOISE_WEIGHT, SEED)
+        samples, _ = self.sn.run_drag(self.model, inv, drag_map, self.positive, END_T, NOISE_WEIGHT, SEED,
+                                      negative=negative, cfg=cfg)
         t2 = c()
         self.nodes.VAEDecode().decode(self.vae, {"samples": samples})
         t3 = c()
@@ -244,7 +247,8 @@ def run(opts) -> dict:
             b.inversion(1)
             b.bare_batched()
 
-        runs = {k: [] for k in ("full_edit", "re_edit", "full_edit_kv_cpu", "bare_calls", "comfy_sampler",
+        runs = {k: [] for k in ("full_edit", "re_edit", "full_edit_kv_cpu", "full_edit_cfg", "bare_calls",
+                                "comfy_sampler",
                                 "inversion_sequential", "inversion_batched", "bare_batched")}
         default_chunk = b.inv.chunk
         parts = {k: [] for k in ("vae_encode", "inversion", "mapping", "denoising", "vae_decode")}
@@ -259,6 +263,10 @@ def run(opts) -> dict:
                 b.inv = None     # free this round's cache before the low-memory edit builds its own
                 gc.collect()
                 runs["full_edit_kv_cpu"].append(b.measured("full_edit_kv_cpu", b.full_edit, "cpu")["total"])
+            if cuda or r == 0:   # twice the UNet batch: once per round on a GPU, once on the CPU
+                b.inv = None
+                gc.collect()
+                runs["full_edit_cfg"].append(b.measured("full_edit_cfg", b.full_edit, "auto", opts.cfg)["total"])
             runs["bare_calls"].append(b.measured("bare_calls", b.bare_calls))
             runs["inversion_sequential"].append(b.measured("inversion_sequential", b.inversion, 1))
             runs["inversion_batched"].append(b.measured("inversion_batched", b.inversion, levels))
@@ -302,6 +310,7 @@ def run(opts) -> dict:
         "unet_manual_cast": str(unet.manual_cast_dtype).replace("torch.", "") if unet.manual_cast_dtype else None,
         "dtype_option": dtype, "steps": opts.steps, "start_t": opts.start_t, "levels": levels,
         "model_calls": n_calls, "sampler_steps": opts.sampler_steps, "sampler_cfg": SAMPLER_CFG,
+        "edit_cfg": opts.cfg,
         "repeats": opts.repeats, "compile": opts.compile, "default_inversion_chunk": default_chunk,
         "vram_limit": opts.vram_limit,
         "warm_up_s": {"first_full_edit": first_edit["total"], "first_comfy_sampler": first_sampler},

@@ -87,6 +87,8 @@ def parse_args(argv=None):
     p.add_argument("--start-t", type=float, default=0.5, help="inversion depth (0.5: 10 + 10 model calls)")
     p.add_argument("--repeats", type=int, default=None, help="measured rounds after the warm-up (3; 1 with --quick)")
     p.add_argument("--sampler-steps", type=int, default=20, help="steps of ComfyUI's KSampler (20)")
+    p.add_argument("--cfg", type=float, default=7.5,
+                   help="CFG of the guided full edit (with an empty negative prompt), timed beside CFG 1 (7.5)")
     p.add_argument("--ckpt", default=None, help="SD1.5, SD2.x or SDXL checkpoint (default: the family's "
                    "random-weight one, written if missing)")
     p.add_argument("--family", choices=FAMILIES, default=None,

@@ -16,8 +16,8 @@ from support import COMFYUI, REPO
 pytestmark = pytest.mark.host
 
 BENCHMARK = os.path.join(REPO, "scripts", "benchmark.py")
-FIGURES = {"full_edit", "re_edit", "full_edit_kv_cpu", "bare_calls", "comfy_sampler", "inversion_sequential",
-           "inversion_batched", "bare_batched"}
+FIGURES = {"full_edit", "re_edit", "full_edit_kv_cpu", "full_edit_cfg", "bare_calls", "comfy_sampler",
+           "inversion_sequential", "inversion_batched", "bare_batched"}
 
 
 def run_benchmark(*args: str) -> subprocess.CompletedProcess:

@@ -223,7 +223,7 @@ def test_no_pairs_reconstructs_input_with_kv_swap_on_every_layer(family, sn, com
     assert len(layers) == SELF_ATTENTION_LAYERS[family.name]
     assert set(swap.calls) == {(k, layer) for k in range(1, inv.levels + 1) for layer in layers}
     assert set(swap.calls.values()) == {1}
-    assert {layer for _, layer, _ in inv.bank.keys()} == layers
+    assert {key[1] for key in inv.bank.keys()} == layers
     err = (out - family.latent["samples"]).abs().max().item()
     assert err < BOUND, (family.name, size, kv_cache, err)
 
@@ -283,8 +283,9 @@ def test_kv_cache_size_at_native_resolution(family, sn, comfyui):
     # the same figures from a measured bank: tokens scale with the latent area, bytes with the dtype
     inv = family.inversion(sn, "full")
     by_group = {}
-    for level, layer, chunk in inv.bank.keys():
-        k, v = inv.bank.get(level, layer, chunk)
+    for key in inv.bank.keys():
+        layer = key[1]
+        k, v = inv.bank.get(*key)
         by_group[layer[0]] = by_group.get(layer[0], 0) + (k.numel() + v.numel()) * k.element_size()
         itemsize = k.element_size()
     assert inv.bank.nbytes() == host.kv_cache_estimate(family.model, inv.latent_shape, inv.levels)[0]

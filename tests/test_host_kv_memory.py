@@ -65,7 +65,7 @@ def no_pairs(core, latent):
 
 
 def layer_keys(inv):
-    return {layer for _, layer, _ in inv.bank.keys()}
+    return {key[1] for key in inv.bank.keys()}
 
 
 def budget(host, model, latent, kv_bytes, fits: bool) -> int:

@@ -57,6 +57,7 @@ def test_size_scales_with_area_steps_entries_and_rounds_odd_sides_up():
     base = kv_cache_bytes(SDXL, (64, 64), 1, 2)
     assert kv_cache_bytes(SDXL, (128, 128), 1, 2) == 4 * base
     assert kv_cache_bytes(SDXL, (64, 64), 10, 2, entries=2) == 20 * base
+    assert kv_cache_bytes(SDXL, (64, 64), 10, 2, entries=2, passes=2) == 40 * base   # PAG: a second pass
     # a 9x9 latent: ceil(9/2) = 5, ceil(9/4) = 3 tokens a side
     one = [AttentionLayer(("input", 1, 0), 1, 2), AttentionLayer(("input", 4, 0), 2, 2),
            AttentionLayer(("input", 7, 0), 4, 2)]
@@ -92,7 +93,7 @@ def test_swap_leaves_layers_outside_its_choice_plain_and_uncounted():
     cap(q, k, v, {**opts, "block": ("input", 1), "block_index": 0})
     cap(q, k, v, {**opts, "block": ("output", 3), "block_index": 0})
     cap.end()
-    assert set(bank.keys()) == {(1, ("output", 3, 0), 0)}
+    assert set(bank.keys()) == {(1, ("output", 3, 0), 0, 0)}
     assert set(cap.calls) == {(1, ("output", 3, 0))}
     assert cap.levels_missing(chosen_layers, [1]) == []
     bank.freeze()

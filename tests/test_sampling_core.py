@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from regiondrag_core.errors import RegionDragInputError
-from regiondrag_core.kvbank import AttentionSwap, KVBank, stage
+from regiondrag_core.kvbank import AttentionSwap, KVBank, KVMismatch, stage
 from regiondrag_core.mapping import build_drag_map
 from regiondrag_core.masks import RegionPair
 from regiondrag_core.sampling import (DragPlan, InversionRecorder, blend_handle, copy_paste, inversion_chunks,
@@ -266,13 +266,92 @@ def test_kv_bank_copies_and_stages_into_the_same_buffers():
     k1.zero_()  # the model may reuse its output memory: the bank holds its own copy
     new, staging = [], {}
     stage(bank, 1, torch.device("cpu"), staging, new.append)
-    kk, vv = staging[(layer, 0)]
+    kk, vv = staging[(layer, 0, 0)]
     assert torch.equal(kk, expected) and torch.equal(vv, expected * 2) and vv.dtype == torch.float16
     assert len(new) == 2 and bank.nbytes() == 2 * 2 * 5 * 8 * 2
     stage(bank, 2, torch.device("cpu"), staging, new.append)
-    assert staging[(layer, 0)][0] is kk and torch.equal(kk, k2) and new[2] is new[0]  # same buffer, refilled
+    assert staging[(layer, 0, 0)][0] is kk and torch.equal(kk, k2) and new[2] is new[0]  # same buffer, refilled
     bank.to(torch.float32)  # a host moving the bank (module.to): readers see the moved tensors
     assert bank.get(1, layer, 0)[0].dtype == torch.float32
+
+
+class TwoPassDenoiser(ToyDenoiser):
+    """A guided model as Perturbed-Attention Guidance makes one: every call runs the layers twice for the
+    same entry, the second pass with layer 0's attention perturbed (output = v), and returns
+    D0 + 2 (D0 - D1). ``name_passes``: tell the swap about each UNet pass (as the host's wrapper does)."""
+
+    def __init__(self, swap, name_passes=True):
+        super().__init__(swap)
+        self.name_passes = name_passes
+
+    def _pass(self, x, sigma, perturbed):
+        if self.name_passes:
+            self.swap.enter_call(None, [0])
+        s = sigma.view(-1, 1, 1, 1)
+        z = x / (1 + s ** 2).sqrt()
+        b, c, h, w = z.shape
+        tokens = z.flatten(2).transpose(1, 2)
+        for layer in range(2):
+            q, k, v = (tokens @ p for p in self.proj)
+            a = self.swap(q, k, v, {"n_heads": 2, "block": ("input", layer), "block_index": 0,
+                                    "cond_or_uncond": [0]})
+            if perturbed and layer == 0:
+                a = v
+            tokens = tokens + 0.1 * (a @ self.out)
+        return x - tokens.transpose(1, 2).reshape(b, c, h, w) * 0.5 * s
+
+    def forward(self, x, sigma, **extra):
+        d0 = self._pass(x, sigma, False)
+        return d0 + 2 * (d0 - self._pass(x, sigma, True))
+
+
+@pytest.mark.parametrize("chunk", [1, 5])
+def test_two_unet_passes_per_step_reconstruct_bit_exactly(chunk):
+    sched = make_schedule(20, 0.5, sd_sigma)
+    cap = AttentionSwap(KVBank(), "capture", attention)
+    rec = InversionRecorder(schedule=sched, seed=1, swap=cap, latent_shape=tuple(LATENT.shape), chunk=chunk)
+    sample_ddpm_invert(TwoPassDenoiser(cap), LATENT.clone(), torch.tensor(sched.sigmas), recorder=rec)
+    inv = rec.result
+    assert inv.bank.passes() == 2 and len(inv.bank.entries) == 2 * 2 * inv.levels   # 2 layers x 2 passes
+    k0, k1 = inv.bank.get(3, ("input", 1, 0), 0, 0)[0], inv.bank.get(3, ("input", 1, 0), 0, 1)[0]
+    assert not torch.equal(k0, k1)   # the perturbed pass saw other keys in the layer after the perturbation
+
+    def reconstruct(name_passes):
+        rep = AttentionSwap(inv.bank, "replace", attention)
+        plan = DragPlan(inversion=inv, swap=rep, handle_index=None, target_index=None, handle_union=None,
+                        edit_mask=None, alpha=1.0, seed=2, paste=sched.paste_levels(0.2))
+        return sample_regiondrag(TwoPassDenoiser(rep, name_passes), torch.zeros(inv.latent_shape),
+                                 torch.tensor(sched.sigmas).flip(0), plan=plan)
+
+    out = reconstruct(True)
+    if chunk == 1:
+        assert torch.equal(out, LATENT)
+    else:   # batched inversion calls: kernel rounding only
+        assert (out - LATENT).abs().max().item() < 1e-5
+    # control: with both passes filed as one (the host not naming passes), the second pass's keys/values
+    # overwrite the first's in the inversion's place, and the first pass of the edit no longer retraces it
+    cap1 = AttentionSwap(KVBank(), "capture", attention)
+    rec1 = InversionRecorder(schedule=sched, seed=1, swap=cap1, latent_shape=tuple(LATENT.shape))
+    sample_ddpm_invert(TwoPassDenoiser(cap1, False), LATENT.clone(), torch.tensor(sched.sigmas), recorder=rec1)
+    inv_one = rec1.result
+    assert inv_one.bank.passes() == 1
+    rep1 = AttentionSwap(inv_one.bank, "replace", attention)
+    plan1 = DragPlan(inversion=inv_one, swap=rep1, handle_index=None, target_index=None, handle_union=None,
+                     edit_mask=None, alpha=1.0, seed=2, paste=sched.paste_levels(0.2))
+    off = sample_regiondrag(TwoPassDenoiser(rep1, False), torch.zeros(inv.latent_shape),
+                            torch.tensor(sched.sigmas).flip(0), plan=plan1)
+    assert (off - LATENT).abs().max().item() > 1e-3
+
+
+def test_a_pass_the_inversion_did_not_make_is_a_mismatch():
+    inv, _ = invert(LATENT, 6, 0.5)
+    rep = AttentionSwap(inv.bank, "replace", attention)
+    plan = DragPlan(inversion=inv, swap=rep, handle_index=None, target_index=None, handle_union=None,
+                    edit_mask=None, alpha=1.0, seed=2, paste=inv.schedule.paste_levels(0.2))
+    with pytest.raises(KVMismatch) as e:
+        sample_regiondrag(TwoPassDenoiser(rep), torch.zeros(inv.latent_shape),
+                          torch.tensor(inv.schedule.sigmas).flip(0), plan=plan)
+    assert e.value.entry == 0 and e.value.pass_index == 1 and "UNet pass 2" in str(e.value)
 
 
 class GraphCounter:

@@ -17,7 +17,9 @@ PAIR = "RegionMaskPair"
 MAP = "RegionToPointMapping"
 
 SHAPES_TOOLTIP = ("Handle/target shapes as JSON, written by the region editor on this node (polygons and brush "
-                  "strokes in image pixels; format in the README). Leave empty when using the masks.")
+                  "strokes in image pixels; with version 2 a pair may give handle->target point pairs inside its "
+                  "handle region instead of a target shape; format in the README). Leave empty when using the "
+                  "masks.")
 
 
 def _image_size(image, input_name="image"):
@@ -130,7 +132,8 @@ class RegionToPointMapping(io.ComfyNode):
             display_name="Region-to-Point Mapping",
             category="RegionDrag",
             description="Dense handle->target point pairs at latent resolution (Algorithm 1 for free shapes, affine "
-                        "or perspective maps for triangles and quads), and a copy-paste preview.",
+                        "or perspective maps for triangles and quads, the region moved by its point pairs for "
+                        "region + points pairs), and a copy-paste preview.",
             inputs=[
                 io.Custom(RegionPairsType).Input("region_pairs", tooltip="From RegionMaskPair."),
                 io.Latent.Input("latent", tooltip="The VAE-encoded image (its size sets the map's resolution)."),

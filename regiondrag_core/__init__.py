@@ -13,6 +13,8 @@ geometry.py   regiondrag_geometry.js         shape geometry: the simple-polygon 
 raster.py     regiondrag_raster.js           shapes to pixels as OpenCV draws them
 mapping.py    regiondrag_mapping.js          region-to-point mapping and the copy-paste preview
 masks.py      --                             region pairs from MASK inputs and from shapes
+points.py     --                             region + points: a region moved by point pairs (pinned
+                                             to the released code by tests/test_points.py)
 --            regiondrag_model.js            the editor's shapes model (selection, undo)
 ============  =============================  ==================================================
 

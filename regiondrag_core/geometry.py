@@ -117,7 +117,11 @@ def _scale_pts(pts: np.ndarray, sx: float, sy: float) -> np.ndarray:
 
 
 def scale_shape(shape: dict, sx: float, sy: float) -> dict:
-    """One normalised shape rescaled by ``sx``, ``sy`` (brush sizes by ``sqrt(sx*sy)``)."""
+    """One normalised shape rescaled by ``sx``, ``sy`` (brush sizes by ``sqrt(sx*sy)``; the point
+    pairs of a region + points pair like polygon vertices)."""
+    if shape["type"] == "points":
+        return {"type": "points", "handle": _scale_pts(np.asarray(shape["handle"], np.float64), sx, sy),
+                "target": _scale_pts(np.asarray(shape["target"], np.float64), sx, sy)}
     if shape["type"] == "polygon":
         return {"type": "polygon", "points": _scale_pts(np.asarray(shape["points"], np.float64), sx, sy)}
     s = math.sqrt(sx * sy)
@@ -127,9 +131,9 @@ def scale_shape(shape: dict, sx: float, sy: float) -> dict:
 
 
 def shape_bbox(shape: dict) -> tuple[float, float, float, float]:
-    """(xmin, ymin, xmax, ymax) of a shape, brush radius included."""
-    if shape["type"] == "polygon":
-        p = shape["points"]
+    """(xmin, ymin, xmax, ymax) of a shape, brush radius included (point pairs: all their points)."""
+    if shape["type"] in ("polygon", "points"):
+        p = shape["points"] if shape["type"] == "polygon" else np.concatenate([shape["handle"], shape["target"]])
         return p[:, 0].min(), p[:, 1].min(), p[:, 0].max(), p[:, 1].max()
     boxes = []
     for st in shape["strokes"]:

@@ -5,6 +5,8 @@ pointing at the handle pixel whose latent is copied there. Points are ``(x, y)``
 
 * :func:`map_region_pair` — Algorithm 1 for arbitrary (brushed) regions.
 * :func:`map_polygon_pair` — affine (triangles) or perspective (quadrilaterals) maps.
+* A region + points pair (handle -> target point pairs instead of a target region):
+  :func:`.points.map_region_points`, called by :func:`map_pair`.
 * :func:`build_drag_map` — all pairs of a graph at latent resolution, as a :class:`DragMap`.
 * :func:`preview_image` — the pixel copy-paste preview the authors' UI shows.
 
@@ -24,6 +26,7 @@ import torch
 from .errors import RegionDragInputError
 from .geometry import dedupe_closed, polygon_problem
 from .masks import RegionPair
+from .points import map_region_points, point_pixels
 from .raster import rasterize_polygon
 from .shapes import MAX_POLYGON_VERTICES, MAX_SIDE
 
@@ -388,9 +391,17 @@ def map_pair(pair: RegionPair, factor: int = 1):
     convex quadrilaterals on both sides use :func:`map_polygon_pair`'s transform (vertices scaled
     pixel-centre aligned; if a polygon then covers no pixel, the downsampled masks are used);
     everything else uses Algorithm 1 on the (downsampled) masks.
+
+    A region + points pair uses :func:`.points.map_region_points` on the (downsampled) handle mask,
+    its points scaled pixel-centre aligned onto the pixel they fall on (at 1/8 that is the released
+    code's ``x // 8``); a handle point whose pixel is not in the downsampled region moves to the
+    nearest region pixel. Its ``handle_mask`` is the moved parts of the region (holes filled, as
+    the released code moves them), ``target_mask`` the pixels they land on.
     """
     H, W = pair.handle.shape
     size = (-(-H // factor), -(-W // factor))
+    if pair.has_points:
+        return _map_points_pair(pair, factor, size)
     hp, tp = pair.handle_polygon, pair.target_polygon
     if _uses_transform(hp, tp):
         if factor != 1:
@@ -405,6 +416,19 @@ def map_pair(pair: RegionPair, factor: int = 1):
         hm, tm = downsample_region(pair.handle, factor), downsample_region(pair.target, factor)
     hxy, txy = map_region_pair(hm, tm)
     return hxy, txy, hm, tm
+
+
+def _map_points_pair(pair: RegionPair, factor: int, size):
+    hm = pair.handle if factor == 1 else downsample_region(pair.handle, factor)
+    hp = point_pixels(_scale_to_latent(pair.handle_points, factor))
+    tp = point_pixels(_scale_to_latent(pair.target_points, factor))
+    hx = np.clip(hp[:, 0], 0, size[1] - 1)
+    hy = np.clip(hp[:, 1], 0, size[0] - 1)
+    hx, hy = _snap_to_mask(hm, hx, hy)
+    hxy, txy, part, region = map_region_points(hm, np.stack([hx, hy], axis=1), tp)
+    if not len(txy):
+        log.debug("point pairs move the region off the %sx%s grid; the pair maps no point", size[1], size[0])
+    return hxy, txy, part, region
 
 
 def build_drag_map(pairs: list[RegionPair], image_size, latent_size) -> DragMap:
@@ -453,14 +477,15 @@ def build_drag_map(pairs: list[RegionPair], image_size, latent_size) -> DragMap:
 
 
 def crop_pair(pair: RegionPair, top: int, left: int, size) -> RegionPair:
-    """The pair inside the ``size = (H, W)`` window at (top, left): masks cut, polygons shifted."""
+    """The pair inside the ``size = (H, W)`` window at (top, left): masks cut, polygons and points shifted."""
     H, W = size
 
     def shift(poly):
         return None if poly is None else np.asarray(poly, np.float64) - np.array([left, top], np.float64)
 
     return RegionPair(handle=pair.handle[top:top + H, left:left + W], target=pair.target[top:top + H, left:left + W],
-                      handle_polygon=shift(pair.handle_polygon), target_polygon=shift(pair.target_polygon))
+                      handle_polygon=shift(pair.handle_polygon), target_polygon=shift(pair.target_polygon),
+                      handle_points=shift(pair.handle_points), target_points=shift(pair.target_points))
 
 
 def preview_image(image, pairs: list[RegionPair], input_name: str = "image") -> np.ndarray:

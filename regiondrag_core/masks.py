@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,8 +10,11 @@ import numpy as np
 
 from .errors import RegionDragInputError
 from .geometry import shape_bbox
+from .points import idle_parts, moved_region, point_pixels
 from .raster import rasterize_shape
-from .shapes import MAX_PAIRS, ShapeSet, scale_shapes
+from .shapes import MAX_PAIRS, MAX_POINT_PAIRS, ShapeSet, scale_shapes
+
+log = logging.getLogger(__name__)
 
 __all__ = ["RegionPair", "pairs_from_shapes", "pairs_from_masks"]
 
@@ -22,16 +26,28 @@ class RegionPair:
     ``handle_polygon``/``target_polygon`` are the vertices (float (K, 2), pixel (x, y)) when that
     side was drawn as a polygon, else ``None``; the mapping uses them for the exact affine or
     perspective map of triangles and quadrilaterals.
+
+    A region + points pair (shapes version 2) has ``handle_points``/``target_points``: float
+    ``(P, 2)`` pixel ``(x, y)`` of each handle point and its target, row *k* one point pair; the
+    mapping moves the handle region by them (:mod:`.points`), and ``target`` is where they move it
+    (:func:`.points.moved_region`).
     """
 
     handle: np.ndarray
     target: np.ndarray
     handle_polygon: np.ndarray | None = None
     target_polygon: np.ndarray | None = None
+    handle_points: np.ndarray | None = None
+    target_points: np.ndarray | None = None
 
     @property
     def size(self) -> tuple[int, int]:
         return tuple(self.handle.shape[:2])
+
+    @property
+    def has_points(self) -> bool:
+        """Whether point pairs (not the target mask) say where the handle region goes."""
+        return self.handle_points is not None
 
     def validate(self, input_name: str, index: int = 0, what: str = "pair") -> "RegionPair":
         """Check both masks: 2-D bool, same size, not empty. Returns ``self``."""
@@ -47,8 +63,20 @@ class RegionPair:
                 f"{label}: handle region is {_wxh(self.handle.shape)} but target region is "
                 f"{_wxh(self.target.shape)}.",
                 "Draw both regions on the same image size.")
+        if self.has_points:
+            hp, tp = self.handle_points, self.target_points
+            ok = all(isinstance(a, np.ndarray) and a.ndim == 2 and a.shape[1:] == (2,) and np.isfinite(a).all()
+                     for a in (hp, tp))
+            if not ok or hp.shape != tp.shape or not 1 <= len(hp) <= MAX_POINT_PAIRS:
+                raise RegionDragInputError(
+                    input_name, f"{label}: its point pairs must be 1 to {MAX_POINT_PAIRS} finite handle and "
+                    "target points, (P, 2) arrays of the same length.", "Give one target point per handle point.")
         for side, m in (("handle", self.handle), ("target", self.target)):
             if not m.any():
+                if side == "target" and self.has_points:
+                    raise RegionDragInputError(
+                        input_name, f"{label}: the point pairs move the handle region entirely off the "
+                        f"{_wxh(m.shape)} image.", "Place the target points so that the region stays on the image.")
                 raise RegionDragInputError(
                     input_name, f"{label} {side} region is empty.",
                     f"Paint or draw a {side} region for {label}, or remove the pair.")
@@ -66,39 +94,78 @@ def pairs_from_shapes(shapeset: ShapeSet, size: tuple[int, int], input_name: str
     """Rasterise every pair of ``shapeset`` at ``size = (H, W)`` (scaling it first if needed).
 
     An empty side raises an error that says whether the shape lies outside the ``WxH`` image or
-    is too small to cover a pixel.
+    is too small to cover a pixel. A region + points pair is checked here: every point on the
+    image, every handle point inside its handle region, and the region not moved off the image.
     """
     H, W = int(size[0]), int(size[1])
     ss = scale_shapes(shapeset, (H, W))
     out = []
     for i, (hs, ts) in enumerate(ss.pairs):
+        if ts["type"] == "points":
+            out.append(_points_pair(hs, ts, shapeset.pairs[i][1], (H, W), i, input_name))
+            continue
         masks = []
         for side, shape in (("handle", hs), ("target", ts)):
             where = f"pair {i + 1} {side} (pairs[{i}].{side})"
-            try:
-                m = rasterize_shape(shape, (H, W))
-            except RegionDragInputError as e:
-                raise RegionDragInputError(input_name, f"{where}: {e.problem}", e.fix) from None
-            if not m.any():
-                x0, y0, x1, y1 = shape_bbox(shape)
-                if x1 < 0 or y1 < 0 or x0 > W - 1 or y0 > H - 1:
-                    raise RegionDragInputError(
-                        input_name,
-                        f"{where} lies outside the {W}x{H} image (its bounds are x {x0:.0f}..{x1:.0f}, "
-                        f"y {y0:.0f}..{y1:.0f}).",
-                        "Redraw it on the image, or give the shapes' width/height if they were drawn "
-                        "on a different image size.")
-                raise RegionDragInputError(
-                    input_name, f"{where} covers no pixel of the {W}x{H} image (too small, or almost entirely "
-                    "outside it).",
-                    "Draw a larger region on the image or use a bigger brush.")
-            masks.append(m)
+            masks.append(_rasterize(shape, (H, W), where, input_name))
         out.append(RegionPair(
             handle=masks[0], target=masks[1],
             handle_polygon=hs["points"].copy() if hs["type"] == "polygon" else None,
             target_polygon=ts["points"].copy() if ts["type"] == "polygon" else None,
         ))
     return out
+
+
+def _rasterize(shape: dict, size: tuple[int, int], where: str, input_name: str) -> np.ndarray:
+    """The shape's mask; an error when it covers no pixel of the image."""
+    H, W = size
+    try:
+        m = rasterize_shape(shape, (H, W))
+    except RegionDragInputError as e:
+        raise RegionDragInputError(input_name, f"{where}: {e.problem}", e.fix) from None
+    if not m.any():
+        x0, y0, x1, y1 = shape_bbox(shape)
+        if x1 < 0 or y1 < 0 or x0 > W - 1 or y0 > H - 1:
+            raise RegionDragInputError(
+                input_name,
+                f"{where} lies outside the {W}x{H} image (its bounds are x {x0:.0f}..{x1:.0f}, "
+                f"y {y0:.0f}..{y1:.0f}).",
+                "Redraw it on the image, or give the shapes' width/height if they were drawn "
+                "on a different image size.")
+        raise RegionDragInputError(
+            input_name, f"{where} covers no pixel of the {W}x{H} image (too small, or almost entirely "
+            "outside it).",
+            "Draw a larger region on the image or use a bigger brush.")
+    return m
+
+
+def _points_pair(hs: dict, ps: dict, drawn: dict, size: tuple[int, int], i: int, input_name: str) -> RegionPair:
+    """A region + points pair at ``size``: ``ps`` the (scaled) point pairs, ``drawn`` them as written
+    (for the messages)."""
+    H, W = size
+    handle = _rasterize(hs, size, f"pair {i + 1} handle (pairs[{i}].handle)", input_name)
+    hpx, tpx = point_pixels(ps["handle"]), point_pixels(ps["target"])
+    for k in range(len(hpx)):
+        for side, px in (("handle", hpx[k]), ("target", tpx[k])):
+            x, y = drawn[side][k]
+            where = f"pair {i + 1} point {k + 1} {side} (pairs[{i}].points[{k}].{side})"
+            if not (0 <= px[0] < W and 0 <= px[1] < H):
+                raise RegionDragInputError(
+                    input_name, f"{where}: ({x:g}, {y:g}) lies outside the {W}x{H} image.",
+                    "Place the point on the image, or give the shapes' width/height if they were drawn on a "
+                    "different image size.")
+            if side == "handle" and not handle[px[1], px[0]]:
+                raise RegionDragInputError(
+                    input_name, f"{where}: ({x:g}, {y:g}) is not inside the pair's handle region.",
+                    "Place every handle point inside its handle region (red), or draw the region over it.")
+    idle = idle_parts(handle, hpx)
+    if idle:
+        log.warning("shapes pair %d: %d separate part(s) of the handle region hold no handle point and stay "
+                    "in place", i + 1, idle)
+    pair = RegionPair(handle=handle, target=moved_region(handle, hpx, tpx),
+                      handle_polygon=hs["points"].copy() if hs["type"] == "polygon" else None,
+                      handle_points=ps["handle"].copy(), target_points=ps["target"].copy())
+    return pair.validate(input_name, i)
 
 
 # --------------------------------------------------------------------------------- from masks

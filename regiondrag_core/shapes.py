@@ -4,25 +4,39 @@ Shape JSON
 ==========
 The region editor (and anyone writing it by hand) stores the regions as one JSON object::
 
-    {"version": 1,
+    {"version": 2,
      "width": 512, "height": 512,
      "pairs": [
        {"handle": SHAPE, "target": SHAPE},
+       {"handle": SHAPE, "points": [{"handle": [x, y], "target": [x, y]}, ...]},
        ...
      ]}
 
     SHAPE = {"type": "polygon", "points": [[x, y], ...]}
           | {"type": "brush", "strokes": [{"size": 24, "points": [[x, y], ...]}, ...]}
 
-* ``version``: optional, must be 1 when given.
+* ``version``: 1 or 2; a document without it is read as version 1. Version 1 is the format
+  before point pairs: every pair has a handle and a target shape, and a ``"points"`` key of a pair
+  is ignored like any other unknown key (so version 1 documents read exactly as they always did).
+  Version 2 adds the point pairs below.
 * ``width``/``height``: optional (give both or neither): the pixel size of the image the
   coordinates refer to. When they differ from the size the regions are rasterised at, the shapes
-  are scaled (:func:`scale_shapes`); without them the coordinates are taken as pixels of that size.
+  and points are scaled (:func:`scale_shapes`); without them the coordinates are taken as pixels
+  of that size.
 * ``pairs``: a list, possibly empty. Pair *i* is one handle region dragged onto one target
   region. Where targets of several pairs overlap, the later pair wins.
+* Region + points (version 2): instead of a ``target`` shape (absent or ``null``) a pair may hold
+  ``points``, a non-empty list of point pairs ``{"handle": [x, y], "target": [x, y]}``, at most
+  ``MAX_POINT_PAIRS`` (32) per pair. Each handle point must lie inside the pair's handle region
+  (checked when the shapes are rasterised, :func:`.masks.pairs_from_shapes`) and every point on
+  the image (``-0.5 <= x < width - 0.5``, likewise y; checked here when ``width``/``height`` are
+  given, else when rasterised). The point pairs move the whole handle region: every pixel follows
+  its 4 nearest point pairs (:mod:`.points`, the released RegionDrag tool's "region + points"
+  mode). A pair with both a ``target`` shape and ``points`` is an error, as is a pair with
+  neither, an empty ``points`` list, or a point pair without its target point.
 * Coordinates are image pixels, floats allowed, x to the right and y down, with pixel ``(i, j)``
-  centred on the integer point ``(i, j)`` (OpenCV's convention). Points outside the image are fine;
-  rasterisation clips them. ``|x|, |y|`` must not exceed 1e6.
+  centred on the integer point ``(i, j)`` (OpenCV's convention). Points of shapes outside the
+  image are fine; rasterisation clips them. ``|x|, |y|`` must not exceed 1e6.
 * ``polygon``: at least 3 vertices, any count, not closed explicitly (a last vertex equal to the
   first is dropped, as are repeated consecutive vertices). It must be simple: no zero area, no
   self-intersection (a "bow-tie" quadrilateral is rejected). For triangles and quadrilaterals
@@ -38,10 +52,12 @@ ComfyUI's validation, before anything runs): the text at most ``MAX_SHAPES_CHARS
 characters and ``MAX_JSON_DEPTH`` (16) levels of nesting; at most ``MAX_PAIRS`` (64) pairs; a
 polygon at most ``MAX_POLYGON_VERTICES`` (4096) vertices; a brush shape at most
 ``MAX_BRUSH_POINTS`` (16384) points over all its strokes; brush sizes at most ``MAX_BRUSH_SIZE``
-(16384) px; ``width``/``height`` at most ``MAX_SIDE`` (16384).
+(16384) px; at most ``MAX_POINT_PAIRS`` (32) point pairs per pair; ``width``/``height`` at most
+``MAX_SIDE`` (16384).
 
 Rasterising the shapes is :mod:`.raster`, the region pairs made of them :mod:`.masks`; the
-editor's copy of the format is web/js/regiondrag_geometry.js. Sizes are ``(H, W)``.
+editor's copy of the format is web/js/regiondrag_geometry.js (the same documents accepted and
+rejected: tests/golden/shapes_v2_cases.json). Sizes are ``(H, W)``.
 """
 
 from __future__ import annotations
@@ -70,9 +86,11 @@ __all__ = [
     "MAX_BRUSH_POINTS",
     "MAX_BRUSH_SIZE",
     "MAX_SIDE",
+    "MAX_POINT_PAIRS",
 ]
 
-SHAPES_VERSION = 1
+SHAPES_VERSION = 2              # the newest version this pack reads (and the editor writes for point pairs)
+SHAPES_VERSIONS = (1, 2)
 MAX_COORD = 1e6
 MAX_SHAPES_CHARS = 4_000_000    # the editor writes a few kB; ComfyUI keeps the text in every queued prompt
 MAX_JSON_DEPTH = 16             # the format itself nests 6 levels deep
@@ -81,12 +99,18 @@ MAX_POLYGON_VERTICES = 4096     # the simplicity check is O(K^2): 4096 vertices 
 MAX_BRUSH_POINTS = 16384        # all strokes of one brush shape together
 MAX_BRUSH_SIZE = 16384.0        # px, as written (shapes scaled to a larger image may grow past it)
 MAX_SIDE = 16384                # ComfyUI's own MAX_RESOLUTION
+MAX_POINT_PAIRS = 32            # per pair: a handful steer a region; the released tool's weighting keeps 100 at most
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _FIX_FORMAT = (
-    'Expected {"version": 1, "width": W, "height": H, "pairs": [{"handle": SHAPE, "target": SHAPE}]} '
+    'Expected {"version": 2, "width": W, "height": H, "pairs": [{"handle": SHAPE, "target": SHAPE}]} '
     'with SHAPE = {"type": "polygon", "points": [[x, y], ...]} or '
-    '{"type": "brush", "strokes": [{"size": 24, "points": [[x, y], ...]}]}; '
+    '{"type": "brush", "strokes": [{"size": 24, "points": [[x, y], ...]}]} '
+    '(or, instead of "target", "points": [{"handle": [x, y], "target": [x, y]}, ...]); '
     "redraw the regions in the editor or clear the shapes text."
+)
+_FIX_POINTS = (
+    'Give point pairs as "points": [{"handle": [x, y], "target": [x, y]}, ...] with version 2, '
+    "each handle point inside the pair's handle region."
 )
 
 
@@ -95,7 +119,9 @@ class ShapeSet:
     """Parsed shape JSON. ``pairs`` holds normalised ``(handle_shape, target_shape)`` dicts.
 
     Normalised shapes: ``{"type": "polygon", "points": float64 (K, 2)}`` or
-    ``{"type": "brush", "strokes": [{"size": float, "points": float64 (K, 2)}, ...]}``.
+    ``{"type": "brush", "strokes": [{"size": float, "points": float64 (K, 2)}, ...]}``; the target
+    of a region + points pair is ``{"type": "points", "handle": float64 (P, 2), "target": float64
+    (P, 2)}`` (row *k*: point pair *k*).
     """
 
     width: int | None = None
@@ -206,6 +232,82 @@ def _parse_shape(raw: Any, ctx: _Ctx, where: str) -> dict:
     raise ctx.fail(where, f'unknown shape type {json.dumps(kind)[:40]}; expected "polygon" or "brush".')
 
 
+def _parse_xy(raw: Any, ctx: _Ctx, where: str, size) -> np.ndarray:
+    """One ``[x, y]`` point: finite, within ``MAX_COORD``, and on the ``size = (W, H)`` image if given."""
+    if not (isinstance(raw, (list, tuple)) and len(raw) == 2 and all(_is_number(v) for v in raw)):
+        raise ctx.fail(where, f"is {json.dumps(raw)[:60]}, not a pair of numbers [x, y].", _FIX_POINTS)
+    try:
+        xy = np.asarray(raw, dtype=np.float64)
+    except OverflowError:
+        xy = np.array([np.inf, np.inf])
+    if not np.isfinite(xy).all() or np.abs(xy).max() > MAX_COORD:
+        raise ctx.fail(where, f"has a coordinate that is not finite or exceeds {MAX_COORD:.0e} px.",
+                       "Use pixel coordinates of the image; place the point again.")
+    if size is not None:
+        W, H = size
+        px, py = math.floor(xy[0] + 0.5), math.floor(xy[1] + 0.5)
+        if not (0 <= px < W and 0 <= py < H):
+            raise ctx.fail(where, f"({xy[0]:g}, {xy[1]:g}) lies outside the {W}x{H} image.",
+                           f"Place the point on the image (x from 0 to {W - 1}, y from 0 to {H - 1}).")
+    return xy
+
+
+def _parse_point_pairs(raw: Any, ctx: _Ctx, i: int, size) -> dict:
+    """A pair's ``"points"``: the normalised ``{"type": "points", "handle", "target"}`` dict."""
+    where = f"pair {i + 1} points (pairs[{i}].points)"
+    if not isinstance(raw, list):
+        raise ctx.fail(where, f'must be a list of {{"handle": [x, y], "target": [x, y]}} objects, '
+                              f"got {type(raw).__name__}.", _FIX_POINTS)
+    if not raw:
+        raise ctx.fail(where, "is empty: the handle region has neither a target region nor point pairs.",
+                       "Add at least one point pair (a handle point inside the region and its target point), "
+                       "or draw a target region instead.")
+    if len(raw) > MAX_POINT_PAIRS:
+        raise ctx.fail(where, f"has {len(raw)} point pairs; the limit is {MAX_POINT_PAIRS} per region.",
+                       "Use fewer point pairs (a few at the ends and corners steer the whole region), or split "
+                       "the region into several pairs.")
+    hs, ts = [], []
+    for k, entry in enumerate(raw):
+        w = f"pair {i + 1} point {k + 1} (pairs[{i}].points[{k}])"
+        if not isinstance(entry, dict):
+            raise ctx.fail(w, f'must be an object {{"handle": [x, y], "target": [x, y]}}, got '
+                              f"{type(entry).__name__}.", _FIX_POINTS)
+        if entry.get("handle") is None:
+            raise ctx.fail(w, 'has no "handle" point.', 'Give every point pair its "handle" [x, y], or remove it.')
+        if entry.get("target") is None:
+            raise ctx.fail(w, 'has a handle point but no "target" point.',
+                           "Give every handle point its target [x, y], or remove the point pair.")
+        hs.append(_parse_xy(entry["handle"], ctx, f"pair {i + 1} point {k + 1} handle "
+                                                  f"(pairs[{i}].points[{k}].handle)", size))
+        ts.append(_parse_xy(entry["target"], ctx, f"pair {i + 1} point {k + 1} target "
+                                                  f"(pairs[{i}].points[{k}].target)", size))
+    return {"type": "points", "handle": np.stack(hs), "target": np.stack(ts)}
+
+
+def _parse_pair_v2(rp: dict, ctx: _Ctx, i: int, width, height) -> tuple[dict, dict]:
+    """A version 2 pair: a handle shape and either a target shape or point pairs."""
+    where = f"pair {i + 1} handle (pairs[{i}].handle)"
+    if "handle" not in rp:
+        raise ctx.fail(where, "missing; each pair needs a handle shape.",
+                       f"Draw the handle region of pair {i + 1}, or remove the pair.")
+    handle = _parse_shape(rp["handle"], ctx, where)
+    target, points = rp.get("target"), rp.get("points")
+    if target is not None and points is not None:
+        raise ctx.fail(f"pair {i + 1} (pairs[{i}])",
+                       'has both a "target" shape and "points"; a pair moves its handle region onto a target '
+                       "region or by point pairs, not both.",
+                       'Remove "points" to use the target region, or "target" to drag the region by its point '
+                       "pairs.")
+    if points is not None:
+        size = (width, height) if width is not None else None
+        return handle, _parse_point_pairs(points, ctx, i, size)
+    where = f"pair {i + 1} target (pairs[{i}].target)"
+    if target is None:
+        raise ctx.fail(where, 'missing; each pair needs a target shape or "points" (handle -> target point pairs).',
+                       f"Draw the target region of pair {i + 1}, add point pairs, or remove the pair.")
+    return handle, _parse_shape(target, ctx, where)
+
+
 def parse_shapes(text: str, input_name: str = "shapes") -> ShapeSet:
     """Parse the shape JSON (format in the module docstring) into a :class:`ShapeSet`.
 
@@ -231,9 +333,10 @@ def parse_shapes(text: str, input_name: str = "shapes") -> ShapeSet:
         raise ctx.fail("", f"not valid JSON ({str(e)[:80]}).") from None
     if not isinstance(data, dict):
         raise ctx.fail("", f"the top level must be a JSON object, got {type(data).__name__}.")
-    version = data.get("version", SHAPES_VERSION)
-    if version != SHAPES_VERSION or isinstance(version, bool):
-        raise ctx.fail("", f"unsupported shapes version {json.dumps(version)[:40]}; this pack reads version 1.",
+    version = data.get("version", 1)
+    if isinstance(version, bool) or not _is_number(version) or version not in SHAPES_VERSIONS:
+        raise ctx.fail("", f"unsupported shapes version {json.dumps(version)[:40]}; this pack reads versions "
+                           f"{' and '.join(map(str, SHAPES_VERSIONS))}.",
                        "Update the node pack, or redraw the regions.")
     width, height = data.get("width"), data.get("height")
     if (width is None) != (height is None):
@@ -257,12 +360,17 @@ def parse_shapes(text: str, input_name: str = "shapes") -> ShapeSet:
         if not isinstance(rp, dict):
             raise ctx.fail(f"pair {i + 1} (pairs[{i}])",
                            f'must be an object with "handle" and "target", got {type(rp).__name__}.')
+        if version >= 2:
+            pairs.append(_parse_pair_v2(rp, ctx, i, width, height))
+            continue
         sides = []
         for side in ("handle", "target"):
             where = f"pair {i + 1} {side} (pairs[{i}].{side})"
             if side not in rp:
-                raise ctx.fail(where, f"missing; each pair needs a {side} shape.",
-                               f"Draw the {side} region of pair {i + 1}, or remove the pair.")
+                fix = f"Draw the {side} region of pair {i + 1}, or remove the pair."
+                if side == "target" and "points" in rp:
+                    fix += ' Point pairs ("points") need "version": 2.'
+                raise ctx.fail(where, f"missing; each pair needs a {side} shape.", fix)
             sides.append(_parse_shape(rp[side], ctx, where))
         pairs.append((sides[0], sides[1]))
     return ShapeSet(width=width, height=height, pairs=pairs)

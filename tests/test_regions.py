@@ -58,7 +58,7 @@ BAD = [
     ("[1, 2]", "top level must be a JSON object", None),
     (json.dumps({"version": 1}), 'missing "pairs"', None),
     (json.dumps({"pairs": {}}), '"pairs" must be a list', None),
-    (json.dumps({"version": 2, "pairs": []}), "unsupported shapes version", None),
+    (json.dumps({"version": 3, "pairs": []}), "unsupported shapes version", None),
     (json.dumps({"width": 10, "pairs": []}), "both", None),
     (json.dumps({"width": -5, "height": 10, "pairs": []}), "positive integer", None),
     (json.dumps({"pairs": [5]}), "pair 1", "pair 1"),

@@ -1,15 +1,22 @@
 // RegionDrag region editor: the shapes JSON and plain shape geometry (no DOM; node --test imports it).
 // Rasterisation is in regiondrag_raster.js, the point maps of the preview in regiondrag_mapping.js.
 //
-// Shape JSON (the format of regiondrag_core/shapes.py):
-//   {"version": 1, "width": W, "height": H,
-//    "pairs": [{"handle": SHAPE, "target": SHAPE}, ...]}
+// Shape JSON (the format of regiondrag_core/shapes.py, which documents it in full):
+//   {"version": 2, "width": W, "height": H,
+//    "pairs": [{"handle": SHAPE, "target": SHAPE},
+//              {"handle": SHAPE, "points": [{"handle": [x, y], "target": [x, y]}, ...]}, ...]}
 //   SHAPE = {"type": "polygon", "points": [[x, y], ...]}
 //         | {"type": "brush", "strokes": [{"size": d, "points": [[x, y], ...]}, ...]}
-// Coordinates are image pixels with pixel (i, j) centred on the integer point (i, j), so the
-// image spans [-0.5, W - 0.5] x [-0.5, H - 0.5].
+// Version 1 (also a document without "version") has no point pairs: a pair's "points" key is
+// ignored there. Version 2: a pair has a target shape or 1..MAX_POINT_PAIRS point pairs, not
+// both. Coordinates are image pixels with pixel (i, j) centred on the integer point (i, j), so the
+// image spans [-0.5, W - 0.5] x [-0.5, H - 0.5]. The points checks are the backend's, on the same
+// documents (tests/golden/shapes_v2_cases.json); that a handle point lies inside its handle
+// region is checked where the backend rasterises the shapes.
 
-export const SHAPES_VERSION = 1;
+export const SHAPES_VERSION = 2; // the newest version read; serializeShapes writes 1 unless a pair has points
+export const SHAPES_VERSIONS = [1, 2];
+export const MAX_POINT_PAIRS = 32;
 const MAX_COORD = 1e6;
 
 const isNum = (v) => typeof v === "number" && Number.isFinite(v);
@@ -55,12 +62,54 @@ function parseShape(raw, where) {
   return { error: `${where}: unknown shape type ${JSON.stringify(raw.type)} (use "polygon" or "brush").` };
 }
 
+/** One [x, y] point (on the W x H image when W is given): {xy} or {error}. */
+function parseXY(raw, where, W, H) {
+  if (!Array.isArray(raw) || raw.length !== 2 || typeof raw[0] !== "number" || typeof raw[1] !== "number") {
+    return { error: `${where}: is ${JSON.stringify(raw)?.slice(0, 60)}, not a pair of numbers [x, y].` };
+  }
+  const [x, y] = raw;
+  if (!isNum(x) || !isNum(y) || Math.abs(x) > MAX_COORD || Math.abs(y) > MAX_COORD) {
+    return { error: `${where}: has a coordinate that is not finite or exceeds 1e+06 px.` };
+  }
+  if (W !== null) {
+    const px = Math.floor(x + 0.5), py = Math.floor(y + 0.5);
+    if (!(px >= 0 && px < W && py >= 0 && py < H)) return { error: `${where}: (${x}, ${y}) lies outside the ${W}x${H} image.` };
+  }
+  return { xy: [x, y] };
+}
+
+/** A version 2 pair's "points": {points: [{handle: [x, y], target: [x, y]}]} or {error}. */
+function parsePointPairs(raw, i, W, H) {
+  const where = `pair ${i + 1} points`;
+  if (!Array.isArray(raw)) return { error: `${where}: must be a list of {"handle": [x, y], "target": [x, y]} objects.` };
+  if (raw.length === 0) return { error: `${where}: is empty: the handle region has neither a target region nor point pairs.` };
+  if (raw.length > MAX_POINT_PAIRS) {
+    return { error: `${where}: has ${raw.length} point pairs; the limit is ${MAX_POINT_PAIRS} per region.` };
+  }
+  const points = [];
+  for (let k = 0; k < raw.length; k++) {
+    const e = raw[k];
+    const w = `pair ${i + 1} point ${k + 1}`;
+    if (!e || typeof e !== "object" || Array.isArray(e)) return { error: `${w}: must be an object {"handle": [x, y], "target": [x, y]}.` };
+    if (e.handle == null) return { error: `${w}: has no "handle" point.` };
+    if (e.target == null) return { error: `${w}: has a handle point but no "target" point.` };
+    const h = parseXY(e.handle, `${w} handle`, W, H);
+    if (h.error) return h;
+    const t = parseXY(e.target, `${w} target`, W, H);
+    if (t.error) return t;
+    points.push({ handle: h.xy, target: t.xy });
+  }
+  return { points };
+}
+
 /**
  * Parse the widget text. Never throws.
- * Returns {ok: true, width, height, pairs: [{handle, target|null}]} or {ok: false, error}.
- * Only the last pair may lack its target (a pair being drawn).
+ * Returns {ok: true, width, height, pairs: [{handle, target|null[, points]}]} or {ok: false, error};
+ * a region + points pair has `points` ([{handle: [x, y], target: [x, y]}]) and target null.
+ * Only the last pair may lack both its target and points (a pair being drawn), unless `strict`
+ * (the backend's reading: every pair complete).
  */
-export function parseShapes(text) {
+export function parseShapes(text, { strict = false } = {}) {
   if (text == null || (typeof text === "string" && !text.trim())) {
     return { ok: true, width: null, height: null, pairs: [] };
   }
@@ -74,7 +123,8 @@ export function parseShapes(text) {
   if (!data || typeof data !== "object" || Array.isArray(data)) {
     return { ok: false, error: "the top level must be a JSON object." };
   }
-  if (data.version !== undefined && data.version !== SHAPES_VERSION) {
+  const version = data.version === undefined ? 1 : data.version;
+  if (!SHAPES_VERSIONS.includes(version)) {
     return { ok: false, error: `unsupported shapes version ${JSON.stringify(data.version)}.` };
   }
   let width = data.width ?? null;
@@ -90,8 +140,29 @@ export function parseShapes(text) {
     if (!rp || typeof rp !== "object" || Array.isArray(rp)) return { ok: false, error: `pair ${i + 1} must be an object.` };
     const h = parseShape(rp.handle, `pair ${i + 1} handle`);
     if (h.error) return { ok: false, error: h.error };
+    const draft = !strict && i === data.pairs.length - 1;
+    if (version >= 2) {
+      const hasTarget = rp.target != null, hasPoints = rp.points != null;
+      if (hasTarget && hasPoints) {
+        return { ok: false, error: `pair ${i + 1}: has both a "target" shape and "points"; use one of them.` };
+      }
+      if (hasPoints) {
+        const r = parsePointPairs(rp.points, i, width, height);
+        if (r.error) return { ok: false, error: r.error };
+        pairs.push({ handle: h.shape, target: null, points: r.points });
+        continue;
+      }
+      if (!hasTarget && draft) {
+        pairs.push({ handle: h.shape, target: null });
+        continue;
+      }
+      const t = hasTarget ? parseShape(rp.target, `pair ${i + 1} target`) : { error: `pair ${i + 1} target: missing.` };
+      if (t.error) return { ok: false, error: t.error };
+      pairs.push({ handle: h.shape, target: t.shape });
+      continue;
+    }
     let target = null;
-    if (rp.target !== undefined || i < data.pairs.length - 1) {
+    if (rp.target !== undefined || !draft) {
       const t = parseShape(rp.target, `pair ${i + 1} target`);
       if (t.error) return { ok: false, error: t.error };
       target = t.shape;
@@ -112,16 +183,29 @@ export function roundShape(s) {
   };
 }
 
-/** The JSON text for the widget (coordinates rounded to 1/100 px). */
+/** Point pairs with their coordinates rounded as the JSON text keeps them. */
+export function roundPoints(points) {
+  return points.map(({ handle: [hx, hy], target: [tx, ty] }) => ({ handle: [r2(hx), r2(hy)], target: [r2(tx), r2(ty)] }));
+}
+
+/** A pair with its coordinates rounded as the JSON text keeps them (points kept when it has them). */
+export function roundPair(p) {
+  const o = { handle: roundShape(p.handle), target: p.target ? roundShape(p.target) : null };
+  if (p.points) o.points = roundPoints(p.points);
+  return o;
+}
+
+/** The JSON text for the widget (coordinates rounded to 1/100 px); version 2 only when a pair has points. */
 export function serializeShapes(width, height, pairs) {
-  const out = { version: SHAPES_VERSION };
+  const out = { version: pairs.some((p) => p.points) ? 2 : 1 };
   if (width && height) {
     out.width = width;
     out.height = height;
   }
   out.pairs = pairs.map((p) => {
     const o = { handle: roundShape(p.handle) };
-    if (p.target) o.target = roundShape(p.target);
+    if (p.points) o.points = roundPoints(p.points);
+    else if (p.target) o.target = roundShape(p.target);
     return o;
   });
   return JSON.stringify(out);
@@ -132,7 +216,16 @@ export function cloneShape(s) {
 }
 
 export function clonePairs(pairs) {
-  return pairs.map((p) => ({ handle: cloneShape(p.handle), target: cloneShape(p.target) }));
+  return pairs.map((p) => {
+    const o = { handle: cloneShape(p.handle), target: cloneShape(p.target) };
+    if (p.points) o.points = cloneShape(p.points);
+    return o;
+  });
+}
+
+/** Point pairs mapped point by point through f([x, y]) -> [x', y']. */
+export function mapPoints(points, f) {
+  return points.map((q) => ({ handle: f(q.handle), target: f(q.target) }));
 }
 
 /** Pixel-centre aligned rescale, as regiondrag_core.geometry.scale_shape: x' = (x + .5) * sx - .5. */

@@ -6,9 +6,10 @@
 import {
   clonePairs,
   hitShape,
+  mapPoints,
   parseShapes,
   polygonProblem,
-  roundShape,
+  roundPair,
   scaleShape,
   serializeShapes,
   translateShape,
@@ -19,7 +20,11 @@ export const SIDES = ["handle", "target"];
 
 export class ShapesModel {
   constructor({ historyMax = HISTORY_MAX } = {}) {
-    this.pairs = []; // [{handle: SHAPE, target: SHAPE|null}]; only the last may lack its target
+    // [{handle: SHAPE, target: SHAPE|null[, points]}]: a region + points pair (shapes version 2,
+    // written by hand or another tool) has `points` instead of a target and is complete; besides
+    // those only the last pair may lack its target. Point pairs are kept, scaled and moved with
+    // their handle region; they are not drawn or edited here.
+    this.pairs = [];
     this.W = null; // the coordinate space: the image's size in pixels
     this.H = null;
     this.error = null; // the text could not be read (then the pairs are empty and nothing is drawn)
@@ -42,7 +47,7 @@ export class ShapesModel {
     // A change of the pairs keeps the coordinates as the JSON text does (1/100 px), so what is
     // drawn and previewed here is exactly what the backend reads.
     if (kind === "shapes") {
-      this.pairs = this.pairs.map((p) => ({ handle: roundShape(p.handle), target: p.target ? roundShape(p.target) : null }));
+      this.pairs = this.pairs.map(roundPair);
     }
     for (const fn of this.listeners) fn(kind);
   }
@@ -121,13 +126,13 @@ export class ShapesModel {
   /** Which region the next shape becomes: {index, side}. */
   currentSide() {
     const last = this.pairs[this.pairs.length - 1];
-    if (last && !last.target) return { index: this.pairs.length - 1, side: "target" };
+    if (last && !last.target && !last.points) return { index: this.pairs.length - 1, side: "target" };
     return { index: this.pairs.length, side: "handle" };
   }
 
   commitShape(shape) {
     const last = this.pairs[this.pairs.length - 1];
-    if (last && !last.target) {
+    if (last && !last.target && !last.points) {
       last.target = shape;
       return "target";
     }
@@ -240,6 +245,8 @@ export class ShapesModel {
     const orig = ed.orig.pairs[pair][side];
     if (ed.kind === "move") {
       this.pairs[pair][side] = translateShape(orig, dx, dy);
+      const pts = ed.orig.pairs[pair].points;
+      if (side === "handle" && pts) this.pairs[pair].points = mapPoints(pts, ([x, y]) => [x + dx, y + dy]);
     } else {
       const pts = orig.points.map((q) => [q[0], q[1]]);
       pts[ed.vertex] = [pts[ed.vertex][0] + dx, pts[ed.vertex][1] + dy];
@@ -295,10 +302,11 @@ export class ShapesModel {
     if (this.W && this.H && this.pairs.length) {
       const sx = w / this.W, sy = h / this.H;
       this.record();
-      this.pairs = this.pairs.map((p) => ({
-        handle: scaleShape(p.handle, sx, sy),
-        target: p.target ? scaleShape(p.target, sx, sy) : null,
-      }));
+      this.pairs = this.pairs.map((p) => {
+        const o = { handle: scaleShape(p.handle, sx, sy), target: p.target ? scaleShape(p.target, sx, sy) : null };
+        if (p.points) o.points = mapPoints(p.points, ([x, y]) => [(x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5]);
+        return o;
+      });
       this.draft = this.draft.map(([x, y]) => [(x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5]);
       this.W = w;
       this.H = h;
@@ -313,6 +321,6 @@ export class ShapesModel {
 
   /** Number of complete pairs. */
   completeCount() {
-    return this.pairs.filter((p) => p.handle && p.target).length;
+    return this.pairs.filter((p) => p.handle && (p.target || p.points)).length;
   }
 }

@@ -132,6 +132,7 @@ export class RegionView {
     }
     for (const pair of pairs) {
       if (pair.handle && pair.target) this.drawArrow(shapeCenter(pair.handle), shapeCenter(pair.target), m, dpr);
+      for (const q of pair.points || []) this.drawPointPair(q.handle, q.target, m, dpr);
     }
     pairs.forEach((pair, i) => {
       for (const side of ["handle", "target"]) {
@@ -256,6 +257,28 @@ export class RegionView {
       ctx.lineJoin = "round";
       ctx.lineWidth = width;
       ctx.strokeStyle = style;
+      ctx.stroke();
+    }
+  }
+
+  /** A region + points pair's point pair: a red dot, an arrow, a blue dot. */
+  drawPointPair(a, b, m, dpr) {
+    const ctx = this.ctx;
+    const [x0, y0] = m.f(...a);
+    const [x1, y1] = m.f(...b);
+    ctx.beginPath();
+    ctx.moveTo(x0, y0);
+    ctx.lineTo(x1, y1);
+    ctx.lineWidth = 2 * dpr;
+    ctx.strokeStyle = "rgba(255,255,255,0.9)";
+    ctx.stroke();
+    for (const [u, v, c] of [[x0, y0, COLORS.handle.solid], [x1, y1, COLORS.target.solid]]) {
+      ctx.beginPath();
+      ctx.arc(u, v, 4.5 * dpr, 0, 2 * Math.PI);
+      ctx.fillStyle = c;
+      ctx.fill();
+      ctx.lineWidth = 1.5 * dpr;
+      ctx.strokeStyle = "#fff";
       ctx.stroke();
     }
   }

@@ -91,7 +91,7 @@ class Bench:
         inv = self.sn.run_inversion(self.model, self.positive, latent, self.o.steps, self.o.start_t, SEED,
                                     kv_cache, 0, "all", negative, cfg)
         t2 = c()
-        if kv_cache == "auto" and len(self.kv_log.lines) > seen:
+        if kv_cache == "auto" and cfg == 1.0 and len(self.kv_log.lines) > seen:
             self.placement = self.kv_log.lines[-1]   # where auto put this edit's cache, and why
         rest = self._drag(inv, latent, negative, cfg)
         t["vae_encode"], t["inversion"] = t1 - t0, t2 - t1

@@ -124,8 +124,46 @@ def _denoising_positive(*specs):
     return f
 
 
+def _points(points, version=2, target=False, **doc):
+    """A shapes document whose one pair moves the HANDLE square by ``points`` ([[hx, hy], [tx, ty]] or
+    a handle alone); ``target``: a target polygon beside them."""
+    pair = {"handle": {"type": "polygon", "points": HANDLE},
+            "points": [dict(zip(("handle", "target"), p)) for p in points]}
+    if target:
+        pair["target"] = {"type": "polygon", "points": TARGET}
+    return _shapes_text(json.dumps({"version": version, "width": SIZE, "height": SIZE, "pairs": [pair], **doc}))
+
+
+def _model_patch(spec):
+    """A patch node between the checkpoint and both RegionDrag nodes."""
+    def f(g, ctx):
+        g[EXTRA] = spec
+        g[INV]["inputs"]["model"] = [EXTRA, 0]
+        g[DRAG]["inputs"]["model"] = [EXTRA, 0]
+    return f
+
+
 # (case, mutate(graph, ctx), node, input, a fragment of the message)
 CASES = [
+    # region + points (shapes version 2)
+    ("points: target point outside the image", _points([[[16, 16], [70, 20]]]), "RegionMaskPair", "shapes",
+     "outside the 64x64 image"),
+    ("points: handle point outside its region", _points([[[16, 16], [40, 38]], [[40, 40], [50, 50]]]),
+     "RegionMaskPair", "shapes", "is not inside the pair's handle region"),
+    ("points: a handle point without its target", _points([[[16, 16]]]), "RegionMaskPair", "shapes",
+     "has a handle point but no \"target\" point"),
+    ("points: 33 pairs in one region (limit 32)", _points([[[9 + k % 15, 10 + k // 15], [40, 40]] for k in range(33)]),
+     "RegionMaskPair", "shapes", "the limit is 32 per region"),
+    ("points: a pair with both a target polygon and points", _points([[[16, 16], [40, 38]]], target=True),
+     "RegionMaskPair", "shapes", "has both a \"target\" shape and \"points\""),
+    ("points in a version 1 document", _points([[[16, 16], [40, 38]]], version=1), "RegionMaskPair", "shapes",
+     "need \"version\": 2"),
+    # guidance: negative prompt, cfg and the patches that need them
+    ("cfg 7.5 without a negative prompt", _set(INV, cfg=7.5), "DDPMInvertAndCache", "negative",
+     "classifier-free guidance needs a negative"),
+    ("Self-Attention Guidance without a negative prompt", _model_patch(
+        {"class_type": "SelfAttentionGuidance", "inputs": {"model": [CKPT, 0], "scale": 0.5, "blur_sigma": 2.0}}),
+     "DDPMInvertAndCache", "negative", "Self-Attention Guidance"),
     # composition: the denoising's conditioning must be the inversion's
     ("denoising positive has a second prompt entry (Conditioning Combine)", _denoising_positive(
         {"class_type": "CLIPTextEncode", "inputs": {"text": "a lake", "clip": [CKPT, 1]}},
@@ -348,6 +386,16 @@ def test_bad_graph_is_refused_then_good_edit_is_bit_identical(battery, k):
     if load_saved_latent(server, entry) != reference[s]:
         problems.append("the good edit after it differs from the one before the battery")
     assert not problems, f"{case}: {'; '.join(problems)} -- {answer[3][:300]}"
+
+
+def test_a_points_pair_edit_runs_through_prompt(battery):
+    """The region + points mode end to end through /prompt: the square follows its two point pairs."""
+    server, ctx, reference, _, _ = battery
+    g = good_graph(ctx["image"], seed=SEEDS[0], prefix="battery/points")
+    _points([[[12, 12], [40, 36]], [[20, 20], [48, 44]]])(g, ctx)
+    entry = server.client.run(g, timeout=900)
+    edited = load_saved_latent(server, entry)
+    assert edited != reference[SEEDS[0]]   # another drag than the polygon pair's
 
 
 @pytest.mark.compat

@@ -212,6 +212,11 @@ SKIP = {
     "VideoTriangleCFGGuidance": "SVD: CFG ramped over video frames",
     "UNetTemporalAttentionMultiply": "SVD's temporal attention",
     "TemporalScoreRescaling": "video models' temporal score rescaling",
+    # weight merges patch every weight of the UNet when it loads (5-15 s each on a CPU), all as
+    # ModelMergeSimple does; it and ModelMergeSD1 (per-block ratios) stand for them
+    "ModelMergeAdd": "a weight merge, as ModelMergeSimple",
+    "ModelMergeSubtract": "a weight merge, as ModelMergeSimple",
+    "ModelMergeBlocks": "a weight merge, as ModelMergeSD1",
 }
 # Patches that run but cannot retrace the inversion, by design (README: which patches compose).
 NOT_EXACT = {

@@ -43,6 +43,14 @@ def latent_samples(latent, input_name: str = "latent") -> torch.Tensor:
     return samples
 
 
+def guidance_inputs(negative_tooltip: str, cfg_tooltip: str) -> list:
+    """The optional negative prompt and CFG scale both nodes take (last, so saved workflows keep their
+    widget order)."""
+    return [io.Conditioning.Input("negative", optional=True, tooltip=negative_tooltip),
+            io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01, optional=True,
+                           tooltip=cfg_tooltip)]
+
+
 def _check_fraction(name, value, low_open, fix):
     ok = isinstance(value, (int, float)) and math.isfinite(value) and (value > 0 if low_open else value >= 0) and value <= 1
     if not ok:
@@ -92,14 +100,13 @@ class DDPMInvertAndCache(io.ComfyNode):
                                        "SDXL 1024x1024, 10 steps, fp16: all 70 layers 3.91 GiB, 'decoder only' "
                                        "(36 layers) 2.05 GiB, 'encoder + middle' (34) 1.86 GiB; SD1.5 512x512: "
                                        "16 layers 0.43 GiB, 9 layers 0.26 GiB, 7 layers 0.17 GiB."),
-                io.Conditioning.Input("negative", optional=True,
-                                      tooltip="Optional negative prompt, for cfg above 1 and for guidance patches "
-                                              "that need the unconditional prediction (Self-Attention Guidance). "
-                                              "Connect the same one to both RegionDrag nodes."),
-                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01, optional=True,
-                               tooltip="Classifier-free guidance scale (needs a negative prompt above 1). 1.0 is "
-                                       "the paper's: the positive prompt alone. Use the same value in both "
-                                       "RegionDrag nodes: the inversion is exact for any value."),
+                *guidance_inputs(
+                    "Optional negative prompt, for cfg above 1 and for guidance patches that need the "
+                    "unconditional prediction (Self-Attention Guidance). Connect the same one to both RegionDrag "
+                    "nodes.",
+                    "Classifier-free guidance scale (needs a negative prompt above 1). 1.0 is the paper's: the "
+                    "positive prompt alone. Use the same value in both RegionDrag nodes: the inversion is exact "
+                    "for any value."),
             ],
             outputs=[io.Custom(InversionType).Output(display_name="INVERSION",
                                                      tooltip="Cached inversion for RegionDrag KSampler.")],
@@ -214,13 +221,11 @@ class RegionDragKSampler(io.ComfyNode):
                 io.Boolean.Input("mutual_self_attention", default=True, optional=True,
                                  tooltip="Replace self-attention keys/values with the inversion's (keeps the "
                                          "image's identity). Off only for comparison."),
-                io.Conditioning.Input("negative", optional=True,
-                                      tooltip="Optional negative prompt: the same one as for DDPM Invert-and-Cache "
-                                              "(needed when that ran with one at cfg above 1 or for a patch "
-                                              "such as Self-Attention Guidance)."),
-                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01, optional=True,
-                               tooltip="Classifier-free guidance scale; the same value as for DDPM "
-                                       "Invert-and-Cache keeps the unedited parts exact (1.0: the paper's)."),
+                *guidance_inputs(
+                    "Optional negative prompt: the same one as for DDPM Invert-and-Cache (needed when that ran "
+                    "with one at cfg above 1 or for a patch such as Self-Attention Guidance).",
+                    "Classifier-free guidance scale; the same value as for DDPM Invert-and-Cache keeps the "
+                    "unedited parts exact (1.0: the paper's)."),
             ],
             outputs=[io.Latent.Output(tooltip="The edited latent; connect to VAE Decode.")],
         )

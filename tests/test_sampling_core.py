@@ -52,6 +52,10 @@ class ToyDenoiser(torch.nn.Module):
 
     def forward(self, x, sigma, **extra):
         self.ncalls += 1
+        return self.denoise(x, sigma)
+
+    def denoise(self, x, sigma, perturbed_layer=None):
+        """D(x, sigma); ``perturbed_layer``: that layer's attention output is its values (as PAG does)."""
         s = sigma.view(-1, 1, 1, 1)
         z = (x / (1 + s ** 2).sqrt()).to(self.dtype)
         b, c, h, w = z.shape
@@ -60,6 +64,8 @@ class ToyDenoiser(torch.nn.Module):
             q, k, v = (tokens @ p for p in self.proj)
             a = self.swap(q, k, v, {"n_heads": 2, "block": ("input", layer), "block_index": 0,
                                     "cond_or_uncond": [0]})
+            if layer == perturbed_layer:
+                a = v
             tokens = tokens + 0.1 * (a @ self.out)
         eps = tokens.transpose(1, 2).reshape(b, c, h, w).float() * 0.5
         return x - eps * s
@@ -287,18 +293,7 @@ class TwoPassDenoiser(ToyDenoiser):
     def _pass(self, x, sigma, perturbed):
         if self.name_passes:
             self.swap.enter_call(None, [0])
-        s = sigma.view(-1, 1, 1, 1)
-        z = x / (1 + s ** 2).sqrt()
-        b, c, h, w = z.shape
-        tokens = z.flatten(2).transpose(1, 2)
-        for layer in range(2):
-            q, k, v = (tokens @ p for p in self.proj)
-            a = self.swap(q, k, v, {"n_heads": 2, "block": ("input", layer), "block_index": 0,
-                                    "cond_or_uncond": [0]})
-            if perturbed and layer == 0:
-                a = v
-            tokens = tokens + 0.1 * (a @ self.out)
-        return x - tokens.transpose(1, 2).reshape(b, c, h, w) * 0.5 * s
+        return self.denoise(x, sigma, 0 if perturbed else None)
 
     def forward(self, x, sigma, **extra):
         d0 = self._pass(x, sigma, False)

@@ -361,8 +361,8 @@ def test_malformed_json_gets_the_nodes_error_not_a_broken_canvas(ui):
 
 EXAMPLES = os.path.join(REPO, "example_workflows")
 # optional inputs the front-end fills with their defaults when a saved workflow predates them
-FILLED_DEFAULTS = {"DDPMInvertAndCache": {"kv_cache", "inversion_batch", "kv_layers"},
-                   "RegionDragKSampler": set()}
+FILLED_DEFAULTS = {"DDPMInvertAndCache": {"kv_cache", "inversion_batch", "kv_layers", "cfg"},
+                   "RegionDragKSampler": {"cfg"}}
 
 
 def test_example_workflows_load_and_queue_as_their_api_twins(ui):

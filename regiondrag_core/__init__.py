@@ -13,9 +13,11 @@ geometry.py   regiondrag_geometry.js         shape geometry: the simple-polygon 
 raster.py     regiondrag_raster.js           shapes to pixels as OpenCV draws them
 mapping.py    regiondrag_mapping.js          region-to-point mapping and the copy-paste preview
 masks.py      --                             region pairs from MASK inputs and from shapes
-points.py     --                             region + points: a region moved by point pairs (pinned
-                                             to the released code by tests/test_points.py)
---            regiondrag_model.js            the editor's shapes model (selection, undo)
+points.py     regiondrag_points.js           region + points: a region moved by point pairs (pinned
+                                             to the released code by tests/test_points.py; JS for
+                                             the preview, tests/js/golden/points.json)
+--            regiondrag_model.js            the editor's shapes model (selection, undo/redo, the
+                                             Points tool, the limits it draws within)
 ============  =============================  ==================================================
 
 The rest is backend only: schedule.py (timesteps, DDPM step math), sampling.py (the two sampler

@@ -24,7 +24,10 @@ Differences from the released code (measured in tests/test_points.py against its
 
 * The distances and weights are float64 here; the released code computes them in float16 (on
   the GPU when there is one), so a few coordinates round the other way, and where the 4th and 5th
-  nearest control points are at (float16-)equal distance either may be taken.
+  nearest control points are at (float16-)equal distance either may be taken (its unstable sort).
+  Here the lower-indexed control point is taken, and the sums run in control-point order, so the
+  result is the same on every machine and the editor's preview (web/js/regiondrag_points.js)
+  repeats it bit for bit (tests/js/golden.test.mjs).
 * The 100 backward references are rows ``floor(i * (n - 1) / 99)``; the released code truncates a
   float32 ``torch.linspace``, which can land one row lower.
 * The source pixel is not forced into the handle region (as released): near the moved contour the
@@ -68,12 +71,31 @@ def _spaced(n: int, m: int) -> np.ndarray:
     return (np.arange(m, dtype=np.int64) * (n - 1)) // (m - 1)
 
 
+def _nearest(d2: np.ndarray, k: int) -> np.ndarray:
+    """Per row of ``d2``, the indices of the ``k`` smallest values in increasing index order; among
+    equal values at the ``k``-th place the lower indices. (``argpartition`` alone leaves that tie to
+    its selection algorithm, which numpy picks by CPU; the order fixes the float sums.)"""
+    near = np.argpartition(d2, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(d2, near, axis=1).max(axis=1, keepdims=True)
+    tied = (d2 <= kth).sum(axis=1) > k
+    if tied.any():
+        dt, kt = d2[tied], kth[tied]
+        less, eq = dt < kt, dt == kt
+        need = k - less.sum(axis=1, keepdims=True)
+        near[tied] = np.nonzero(less | (eq & (np.cumsum(eq, axis=1) <= need)))[1].reshape(-1, k)
+    near.sort(axis=1)
+    return near
+
+
 def idw_displace(points, refs, vectors, max_refs: int = MAX_FILL_REFERENCES) -> np.ndarray:
     """``points`` moved by the inverse-distance-weighted mean of the ``vectors`` of their
     ``IDW_NEIGHBOURS`` nearest ``refs``, rounded (half to even) to int64 pixels.
 
     With one reference every point moves by its vector; with more than ``max_refs`` only
-    ``max_refs`` evenly spaced ones are used. ``refs`` must not be empty."""
+    ``max_refs`` evenly spaced ones are used. ``refs`` must not be empty. Deterministic to the bit
+    (the editor's preview, web/js/regiondrag_points.js, repeats it): among references at the same
+    distance as the 4th nearest the lower indices are taken, and the weights and weighted vectors
+    are summed in reference order."""
     pts = np.asarray(points, np.int64).reshape(-1, 2)
     ref = np.asarray(refs, np.float64).reshape(-1, 2)
     vec = np.asarray(vectors, np.float64).reshape(-1, 2)
@@ -91,7 +113,7 @@ def idw_displace(points, refs, vectors, max_refs: int = MAX_FILL_REFERENCES) -> 
         d2 = (p[:, :1] - rx) ** 2
         d2 += (p[:, 1:] - ry) ** 2
         if k < len(ref):
-            near = np.argpartition(d2, k - 1, axis=1)[:, :k]
+            near = _nearest(d2, k)
             d2 = np.take_along_axis(d2, near, axis=1)
         else:
             near = np.arange(k)

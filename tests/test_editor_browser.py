@@ -14,7 +14,9 @@ Every case drives the front-end with the mouse: draws a polygon pair (4-corner h
 target) and a brush pair, checks the ``shapes`` JSON against the mouse positions converted to image
 pixels, moves a region and reshapes one, undoes, changes the connected LoadImage and sees the
 background follow, saves and reloads the workflow, and queues: the regions ComfyUI rasterised must
-equal the drawn ones. Dragging in the editor must never move or resize the node.
+equal the drawn ones. The Points tool places point pairs in a handle region, moves, deletes and
+undoes them, and a region + points pair queues with the editor's preview equal to the backend's.
+Dragging in the editor must never move or resize the node.
 
 Set REGIONDRAG_SCREENSHOTS=<dir> to save the editor screenshots used in the docs.
 """
@@ -105,7 +107,8 @@ def test_editor_loads_sized_with_json_hidden(ui):
     ids = ui.build_graph(with_chain=False)
     served = ui.server.client.get("/extensions")
     for name in ("regiondrag_editor.js", "regiondrag_panel.js", "regiondrag_model.js", "regiondrag_view.js",
-                 "regiondrag_input.js", "regiondrag_geometry.js", "regiondrag_raster.js", "regiondrag_mapping.js"):
+                 "regiondrag_input.js", "regiondrag_geometry.js", "regiondrag_raster.js", "regiondrag_mapping.js",
+                 "regiondrag_points.js"):
         assert f"/extensions/ComfyUI-RegionDrag/js/{name}" in served, served
     css = ui.eval("() => !!document.querySelector('link#regiondrag-editor-css') && "
                   "getComputedStyle(document.querySelector('.regiondrag-editor')).display")
@@ -312,6 +315,120 @@ def test_select_move_delete_keys_stay_in_the_editor(ui):
     assert st["pairs"] == 0 and "Click the corners" in st["overlay"]
 
 
+def _point_arrows(ui, node):
+    """The point-pair arrows of the editor's last frame: [{pair, index, from, to}] in image pixels
+    (the view lists them in canvas pixels), and the canvas RGBA at the middle of each shaft."""
+    return ui.eval(f"""(id) => {{ const ed = {APP}.graph.getNodeById(id).regionEditor, v = ed.view, c = v.canvas;
+        const W = ed.model.W, H = ed.model.H;
+        const img = ([u, w]) => [u / c.width * W - 0.5, w / c.height * H - 0.5];
+        return v.pointArrows.map(a => {{
+          const u = Math.floor((a.from[0] + a.to[0]) / 2), w = Math.floor((a.from[1] + a.to[1]) / 2);
+          return {{pair: a.pair, index: a.index, from: img(a.from), to: img(a.to),
+                   mid: Array.from(v.ctx.getImageData(u, w, 1, 1).data)}}; }}); }}""", node)
+
+
+def _wait_arrows(ui, node, n):
+    ui.page.wait_for_function(
+        f"([id, n]) => {APP}.graph.getNodeById(id).regionEditor.view.pointArrows.length === n", arg=[node, n],
+        timeout=5_000)
+    ui.page.wait_for_timeout(100)
+
+
+def test_points_tool_places_moves_deletes_and_undoes_point_pairs(ui):
+    """Points tool: a handle polygon, then two point pairs (handle point inside it, then its target);
+    the widget holds a version 2 pair with the clicked points in image pixels and each pair is drawn
+    as an arrow with its head on the target; a handle point outside the region is refused with a
+    message; a target point is dragged, a point pair deleted with the Delete key; Undo and Redo."""
+    ids = ui.build_graph(with_chain=False)
+    node = ids["pair"]
+    node_box = ui.node_box(node)
+    quad = [ui.click(x, y) for x, y in [(40, 60), (200, 60), (200, 180), (40, 180)]]
+    ui.click(40, 60)
+    assert ui.shapes_text(node) == ""  # a handle region alone is not saved: no target, no points yet
+    ui.button("points")
+    assert "Click inside pair 1's handle region" in ui.editor_state(node)["status"]
+    h1, t1 = ui.click(80, 100), ui.click(140, 100)  # a horizontal arrow
+    h2, t2 = ui.click(170, 150), ui.click(260, 200)
+    placed = ui.shapes_text(node)
+    data = json.loads(placed)
+    assert data["version"] == 2
+    pairs = pairs_of(placed)
+    assert len(pairs) == 1 and "target" not in pairs[0]
+    assert_points_close(pairs[0]["handle"]["points"], quad)
+    assert_points_close([q["handle"] for q in pairs[0]["points"]], [h1, h2], tol=0.5)
+    assert_points_close([q["target"] for q in pairs[0]["points"]], [t1, t2], tol=0.5)
+    # each point pair is an arrow from its handle point to its target point (the head)
+    _wait_arrows(ui, node, 2)
+    arrows = _point_arrows(ui, node)
+    for a, (h, t) in zip(arrows, [(h1, t1), (h2, t2)]):
+        assert_points_close([a["from"], a["to"]], [h, t], tol=0.5)
+    r, g, b, _ = arrows[0]["mid"]
+    assert min(r, g, b) > 230, arrows[0]["mid"]  # the shaft's white core, drawn over the region
+    # a handle point outside the handle region is refused, with the editor's message
+    ui.click(330, 40)
+    st = ui.editor_state(node)
+    assert "A handle point goes inside a handle region" in st["status"], st
+    assert ui.shapes_text(node) == placed
+    # drag the target of point pair 1 by (+20, +30)
+    ui.drag([(140, 100), (160, 130)])
+    after_move = ui.shapes_text(node)
+    moved = pairs_of(after_move)[0]["points"]
+    assert_points_close(moved[0]["target"], [t1[0] + 20, t1[1] + 30])
+    assert moved[0]["handle"] == pairs[0]["points"][0]["handle"] and moved[1] == pairs[0]["points"][1]
+    # select point pair 2 by its handle point, delete it with the Delete key
+    ui.click(170, 150)
+    assert "point pair 2, handle point selected" in ui.editor_state(node)["status"]
+    ui.page.keyboard.press("Delete")
+    left = pairs_of(ui.shapes_text(node))[0]["points"]
+    assert left == moved[:1]
+    _wait_arrows(ui, node, 1)
+    # Undo takes back the deletion, then the move; Redo the move again
+    ui.button("undo")
+    assert ui.shapes_text(node) == after_move
+    ui.button("undo")
+    assert ui.shapes_text(node) == placed
+    ui.button("redo")
+    assert ui.shapes_text(node) == after_move
+    _wait_arrows(ui, node, 2)
+    assert ui.editor_state(node)["pairs"] == 1
+    assert ui.node_box(node) == node_box
+    ui.screenshot(f"regiondrag_editor_points_{ui.renderer}.png", [ids["load"], node])
+
+
+def test_points_pair_queues_and_previews_as_the_backend(ui):
+    """A region + points pair drawn with the mouse queues as drawn, and the editor's in-canvas preview
+    (regiondrag_points.js) equals Region-to-Point Mapping's copy-paste preview, pixel for pixel."""
+    ids = ui.build_graph()
+    node = ids["pair"]
+    for x, y in [(60, 150), (150, 140), (160, 200), (70, 215)]:
+        ui.click(x, y)
+    ui.page.keyboard.press("Enter")
+    ui.button("points")
+    for h, t in [((75, 160), (190, 120)), ((145, 195), (250, 170)), ((110, 175), (215, 150))]:
+        ui.click(*h)
+        ui.click(*t)
+    text = ui.shapes_text(node)
+    assert json.loads(text)["version"] == 2 and len(pairs_of(text)[0]["points"]) == 3
+    entry = queue_and_wait(ui)
+    assert entry["prompt"][2][str(node)]["inputs"]["shapes"] == text
+    ui.page.wait_for_function(f"(id) => ({APP}.graph.getNodeById(id).regionEditor.bgUrl || '').includes('type=temp')",
+                              arg=node, timeout=20_000)
+    ui.wait_background()
+    ui.button("preview")
+    ui.page.wait_for_function(f"(id) => !!{APP}.graph.getNodeById(id).regionEditor.view.previewCache", arg=node)
+    url = ui.eval(f"(id) => {APP}.graph.getNodeById(id).regionEditor.view.previewCache.canvas.toDataURL('image/png')",
+                  node)
+    ui.button("preview")
+    from PIL import Image
+    mine = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")).astype(int)
+    backend = output_image(ui, entry, ids["copy_preview"]).astype(int)
+    source = np.asarray(Image.open(os.path.join(ui.server.input_dir, IMAGE_NAME)).convert("RGB")).astype(int)
+    changed = np.abs(backend - source).max(-1) > 30
+    differ = np.abs(mine - backend).max(-1) > 30
+    assert changed.sum() > 500  # the point pairs move visible content
+    assert differ.sum() == 0, f"{differ.sum()} of {changed.sum()} edited pixels differ"
+
+
 def test_malformed_json_gets_the_nodes_error_not_a_broken_canvas(ui):
     ids = ui.build_graph()
     node = ids["pair"]
@@ -361,7 +478,7 @@ def test_malformed_json_gets_the_nodes_error_not_a_broken_canvas(ui):
 
 EXAMPLES = os.path.join(REPO, "example_workflows")
 # optional inputs the front-end fills with their defaults when a saved workflow predates them
-FILLED_DEFAULTS = {"DDPMInvertAndCache": {"kv_cache", "inversion_batch", "kv_layers", "cfg"},
+FILLED_DEFAULTS = {"DDPMInvertAndCache": {"kv_cache", "inversion_batch", "kv_layers", "cfg", "method"},
                    "RegionDragKSampler": {"cfg"}}
 
 

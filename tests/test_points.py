@@ -11,7 +11,8 @@ What differs from the released code, and why the parity is "within 1 px", not ex
   filled target outline by a pixel (the target pixel sets differ by a few rows on some cases).
 * Among control points at equal distance (frequent in the backward step, whose control points are
   the moved region's pixels, on an integer grid) the 4 nearest are a tie-break: torch's unstable
-  sort there, numpy's argpartition here. Where the 4th and 5th point tie with different vectors,
+  sort there, the lower-indexed point here (the same on every machine, and repeated by the editor's
+  preview). Where the 4th and 5th point tie with different vectors,
   a source pixel can differ by 1-2 px. Measured with the released code switched to float64,
   0.5-4 % of the rows of a case still differ for this reason (float16 adds the rest).
 * The 100 evenly spaced backward references: ours ``floor(i * (n - 1) / 99)`` exactly, the released
@@ -149,6 +150,36 @@ def test_idw_one_reference_translates_and_control_points_keep_their_vectors():
     d = np.sqrt(((refs[near4] - 100) ** 2).sum(1)) + 1e-4
     w = (1 / d) / (1 / d).sum()
     np.testing.assert_array_equal(far, np.rint([100, 100] + (w[:, None] * vecs[near4]).sum(0))[None])
+
+
+def test_idw_ties_take_the_lower_indexed_references_and_sum_in_reference_order():
+    """Among references as far as the 4th nearest, the lower indices count (not whatever numpy's
+    selection, which it picks by CPU, leaves), and the sums run in reference order: every machine,
+    and the editor's JS (tests/js/golden.test.mjs), gets the same pixels."""
+    # pixel (0, 0); references 0..5 all at distance 1 or sqrt(2), vectors telling them apart
+    refs = np.array([[1, 0], [0, 1], [-1, 0], [0, -1], [1, 1], [-1, -1], [2, 0]])
+    vecs = np.array([[10, 0], [0, 10], [-10, 0], [0, -10], [40, 40], [-40, -40], [99, 99]])
+    # the 4 at distance 1 are the nearest: their vectors cancel
+    np.testing.assert_array_equal(idw_displace([[0, 0]], refs, vecs), [[0, 0]])
+    # drop reference 3: the 4th nearest is one of the two at sqrt(2), and the lower index (4) wins
+    keep = [0, 1, 2, 4, 5, 6]
+    w = 1 / (np.array([1, 1, 1, np.sqrt(2)]) + 1e-4)
+    want = np.rint((w / w.sum()) @ np.array([[10, 0], [0, 10], [-10, 0], [40, 40]]))
+    np.testing.assert_array_equal(idw_displace([[0, 0]], refs[keep], vecs[keep]), [want.astype(int)])
+    # and with the two swapped, the other
+    keep = [0, 1, 2, 5, 4, 6]
+    want = np.rint((w / w.sum()) @ np.array([[10, 0], [0, 10], [-10, 0], [-40, -40]]))
+    np.testing.assert_array_equal(idw_displace([[0, 0]], refs[keep], vecs[keep]), [want.astype(int)])
+    # many rows with many ties: the same as choosing by (distance, index) outright
+    rng = np.random.default_rng(5)
+    pts, ref, vec = rng.integers(0, 8, (3000, 2)), rng.integers(0, 8, (40, 2)), rng.integers(-9, 9, (40, 2))
+    d2 = ((pts[:, None, :] - ref[None]) ** 2).sum(-1)
+    order = np.sort(np.lexsort((np.broadcast_to(np.arange(40), d2.shape), d2), axis=1)[:, :IDW_NEIGHBOURS], axis=1)
+    dist = np.sqrt(np.take_along_axis(d2, order, axis=1).astype(float))
+    wt = 1 / (dist + 1e-4)
+    wt /= wt.sum(axis=1, keepdims=True)
+    want = np.rint(pts + (wt[..., None] * vec[order]).sum(axis=1)).astype(np.int64)
+    np.testing.assert_array_equal(idw_displace(pts, ref, vec), want)
 
 
 def test_idw_uses_100_evenly_spaced_references():

@@ -1,5 +1,6 @@
 """Shapes JSON version 2 (region + points pairs): the shared accept/reject cases of
-tests/golden/shapes_v2_cases.json (the editor's parser reads the same file in
+tests/golden/shapes_v2_cases.json and of the limits and simple-polygon rule,
+tests/golden/shapes_limits_cases.json (the editor's parser reads the same files in
 tests/js/shapes_v2.test.mjs), version 1 documents read exactly as before, and the checks made when
 the shapes are rasterised (a handle point inside its region, every point on the image)."""
 from __future__ import annotations
@@ -17,6 +18,9 @@ from regiondrag_core.shapes import MAX_POINT_PAIRS, SHAPES_VERSION, parse_shapes
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "shapes_v2_cases.json")
 with open(GOLDEN) as _f:
     CASES = json.load(_f)["cases"]
+LIMITS = os.path.join(os.path.dirname(__file__), "golden", "shapes_limits_cases.json")
+with open(LIMITS) as _f:
+    LIMIT_CASES = json.load(_f)["cases"]
 
 SQ = {"type": "polygon", "points": [[10, 10], [40, 10], [40, 40], [10, 40]]}
 TRI = {"type": "polygon", "points": [[60, 10], [90, 10], [75, 40]]}
@@ -64,6 +68,52 @@ def test_shared_cases_cover_the_format():
     for word in ("both", "empty", "33", "without its target", "outside", "v1", "no version", "version 3"):
         assert word in names
     assert sum(c["accept"] for c in CASES) >= 8 and sum(not c["accept"] for c in CASES) >= 20
+
+
+def expand(v):
+    """The shorthands of shapes_limits_cases.json (its "about" says what they give)."""
+    if isinstance(v, str) and v.startswith("$"):
+        kind, n = v[1:].split()
+        n = int(n)
+        if kind == "zigzag":
+            return [[i, 10 + i % 2] for i in range(n - 2)] + [[n - 3, 30], [0, 30]]
+        if kind == "dots":
+            return [[i % 100, i // 100] for i in range(n)]
+        if kind == "chars":
+            return "x" * n
+        raise ValueError(v)
+    if isinstance(v, dict):
+        if "$repeat" in v:
+            return [expand(v["item"]) for _ in range(v["$repeat"])]
+        return {k: expand(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [expand(x) for x in v]
+    return v
+
+
+@pytest.mark.parametrize("case", LIMIT_CASES, ids=[c["name"] for c in LIMIT_CASES])
+def test_limit_case(case):
+    """The backend's limits and simple-polygon rule, on the documents the editor's strict parser
+    reads alike (compact JSON, the same text in both tests)."""
+    case = expand(case)
+    text = json.dumps(case["doc"], separators=(",", ":"))
+    if not case["accept"]:
+        with pytest.raises(RegionDragInputError) as e:
+            parse_shapes(text, input_name="shapes")
+        msg = str(e.value)
+        assert case["error"] in msg and case.get("where", "") in msg, msg
+        assert e.value.fix
+        return
+    assert _kinds(parse_shapes(text)) == case["pairs"]
+
+
+def test_limit_cases_cover_the_caps_and_polygon_rules():
+    names = " ".join(c["name"] for c in LIMIT_CASES)
+    for word in ("4096", "4097", "16384 points", "16385 points", "64 pairs", "65 pairs", "touching", "fold back",
+                 "cross", "one line", "size 16385", "17 levels", "4,000,000"):
+        assert word in names, word
+    from regiondrag_core.shapes import MAX_BRUSH_POINTS, MAX_JSON_DEPTH, MAX_PAIRS, MAX_POLYGON_VERTICES
+    assert (MAX_PAIRS, MAX_POLYGON_VERTICES, MAX_BRUSH_POINTS, MAX_JSON_DEPTH) == (64, 4096, 16384, 16)
 
 
 def test_version_constants():

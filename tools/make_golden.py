@@ -2,7 +2,7 @@
 Python core: shape pairs at a few image sizes, the masks regiondrag_core rasterises from them, and
 the exact target -> handle point maps of regiondrag_core.mapping.map_pair (Algorithm 1, affine and
 perspective maps, hole and edge snapping), plus Algorithm 1 on masks that no shape draws (gaps,
-holes, one-pixel ranges).
+holes, one-pixel ranges), and region + points pairs (shapes version 2) moved by their point pairs.
 
     python tools/make_golden.py            # writes tests/js/golden/*.json
     python tools/make_golden.py --check    # exit 1 if the files differ from what the core gives now
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
@@ -70,6 +71,43 @@ SHAPE_CASES = [
      poly((110.2, 20.3), (186.6, 30.4), (170.1, 120.8), (100.7, 100.2))),
     ("partly-outside-image", (40, 48), poly((-6, -4), (16, -2), (18, 20), (-4, 18)),
      poly((30, 20), (56, 24), (52, 50), (28, 44))),
+    ("fractional-partly-outside-image", (40, 48), poly((-6.3, -4.7), (16.45, -2.2), (18.9, 20.6), (-4.1, 18.35)),
+     poly((30.2, 20.7), (56.6, 24.1), (52.3, 50.9), (28.45, 44.2))),
+    ("brush-thin-fractional-partly-outside", (40, 48),
+     brush((1, [(3.3, 4.7), (20.6, 9.2), (-3.4, 30.1)]), (1.5, [(30.2, 2.7), (44.9, 35.4)])),
+     brush((1, [(25.55, 20.15), (50.3, 38.8)]))),
+]
+
+
+# Region + points (shapes version 2): (name, (H, W), handle, [(handle point, target point), ...]).
+# The map is regiondrag_core.points.map_region_points through mapping.map_pair at factor 1.
+def _ring(cx, cy, r, n):
+    import math
+    return [(round(cx + r * math.cos(2 * math.pi * k / n), 2), round(cy + r * math.sin(2 * math.pi * k / n), 2))
+            for k in range(n + 1)]
+
+
+POINTS_CASES = [
+    ("points-one-pair-translation", (48, 64), poly((8, 10), (30, 8), (32, 30), (6, 28)), [((18, 18), (40, 24))]),
+    ("points-three-pairs-polygon", (64, 80), poly((10, 12), (44, 10), (50, 40), (30, 52), (8, 36)),
+     [((14, 16), (20, 10)), ((42, 14), (60, 20)), ((28, 46), (34, 58))]),
+    ("points-fractional-coords", (40, 56), poly((5.3, 6.7), (30.25, 4.5), (28.6, 30.1), (7.5, 26.5)),
+     [((12.5, 12.49), (30.5, 20.5)), ((24.51, 22.5), (40.49, 30.5))]),
+    ("points-brush-two-parts-one-idle", (48, 96), brush((11, [(14, 20), (24, 26)]), (9, [(70, 20)])),
+     [((16, 21), (30, 30))]),
+    ("points-brush-two-parts-both-move", (48, 96), brush((11, [(14, 20), (24, 26)]), (13, [(70, 24)])),
+     [((16, 21), (26, 12)), ((22, 25), (30, 20)), ((70, 24), (50, 30))]),
+    ("points-ring-hole-filled", (64, 64), brush((5, _ring(30, 30, 14, 24))), [((16, 30), (22, 34)), ((44, 30), (48, 26))]),
+    ("points-partly-off-image", (40, 48), poly((-6, -4), (20, -2), (22, 20), (-4, 18)),
+     [((2, 2), (8, 2)), ((16, 14), (24, 10)), ((2, 14), (2, 20))]),
+    ("points-symmetric-ties", (64, 64), poly((12, 12), (52, 12), (52, 52), (12, 52)),
+     [((20, 20), (22, 18)), ((44, 20), (46, 24)), ((20, 44), (16, 46)), ((44, 44), (42, 40)), ((32, 32), (33, 35))]),
+    ("points-many-pixels-8-pairs", (96, 128), poly((10, 14), (90, 8), (110, 60), (60, 86), (14, 70)),
+     [((20, 20), (26, 16)), ((80, 14), (90, 10)), ((100, 56), (110, 62)), ((60, 80), (58, 90)),
+      ((20, 64), (12, 70)), ((50, 40), (60, 44)), ((70, 50), (76, 48)), ((40, 60), (44, 66))]),
+    ("points-32-pairs", (64, 96), poly((6, 6), (88, 6), (88, 56), (6, 56)),
+     [((10 + 10 * (k % 8), 10 + 12 * (k // 8)), (12 + 10 * (k % 8) + (k % 3), 8 + 12 * (k // 8) + (k % 5)))
+      for k in range(32)]),
 ]
 
 
@@ -123,6 +161,19 @@ def _map_entry(pair, size):
     }
 
 
+def _points_entry(pair, size):
+    H, W = size
+    hxy, txy, part, region = mapping.map_pair(pair, 1)
+    return {
+        "method": "points",
+        "handle_mask": _flat(pair.handle),
+        "part": _flat(part),
+        "region": _flat(region),
+        "map": {"target": (txy[:, 1] * W + txy[:, 0]).astype(int).tolist(),
+                "handle": (hxy[:, 1] * W + hxy[:, 0]).astype(int).tolist()},
+    }
+
+
 def build() -> dict:
     """File name -> JSON-able content."""
     shapes = []
@@ -134,10 +185,23 @@ def build() -> dict:
     for name, h, t in _mask_cases():
         H, W = h.shape
         masks.append({"name": name, "size": [H, W], **_map_entry(RegionPair(handle=h, target=t), (H, W))})
+    points = []
+    for name, (H, W), hs, pts in POINTS_CASES:
+        doc = {"version": 2, "width": W, "height": H,
+               "pairs": [{"handle": hs, "points": [{"handle": list(a), "target": list(b)} for a, b in pts]}]}
+        text = json.dumps(doc)
+        (pair,) = pairs_from_shapes(parse_shapes(text), (H, W))
+        points.append({"name": name, "size": [H, W], "shapes": text, **_points_entry(pair, (H, W))})
     header = ("Written by tools/make_golden.py from regiondrag_core; do not edit. Masks and maps are flat "
               "pixel indices y * W + x; map[i]: target pixel -> handle pixel (regiondrag_core.mapping.map_pair). "
               "'ambiguous': map rows whose transformed coordinate is a .5 tie (either rounding is right).")
-    return {"shapes.json": {"about": header, "cases": shapes}, "masks.json": {"about": header, "cases": masks}}
+    points_header = ("Written by tools/make_golden.py from regiondrag_core; do not edit. Region + points pairs "
+                     "(shapes version 2) at image resolution: the rasterised handle region, map[i]: target pixel -> "
+                     "handle pixel (regiondrag_core.mapping.map_pair -> points.map_region_points, rows in its "
+                     "order), 'part' the moved parts of the region, 'region' the target pixels; flat indices "
+                     "y * W + x.")
+    return {"shapes.json": {"about": header, "cases": shapes}, "masks.json": {"about": header, "cases": masks},
+            "points.json": {"about": points_header, "cases": points}}
 
 
 def render(content) -> str:
@@ -148,6 +212,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="compare with the files instead of writing them")
     args = ap.parse_args(argv)
+    logging.getLogger("regiondrag_core.masks").setLevel(logging.ERROR)  # "parts hold no handle point": intended
     files = build()
     stale = []
     for name, content in files.items():

@@ -1,17 +1,19 @@
-// The editor's preview geometry (web/js/regiondrag_geometry.js) against the Python core, point for
-// point, on golden vectors written by tools/make_golden.py from regiondrag_core (the files are
-// checked against the core by tests/test_golden.py).
+// The editor's preview geometry (web/js/regiondrag_geometry.js, regiondrag_raster.js,
+// regiondrag_mapping.js, regiondrag_points.js) against the Python core, point for point, on golden
+// vectors written by tools/make_golden.py from regiondrag_core (the files are checked against the
+// core by tests/test_golden.py).
 import test from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
 import { parseShapes } from "../../web/js/regiondrag_geometry.js";
-import { mapPairMasks, mapPairPoints } from "../../web/js/regiondrag_mapping.js";
+import { mapPairMasks, mapPairPoints, mapPointsPair, previewPixels } from "../../web/js/regiondrag_mapping.js";
 import { rasterizeShape } from "../../web/js/regiondrag_raster.js";
 
 const load = (name) => JSON.parse(readFileSync(new URL(`./golden/${name}`, import.meta.url), "utf8")).cases;
 const SHAPES = load("shapes.json");
 const MASKS = load("masks.json");
+const POINTS = load("points.json");
 
 function maskOf(flat, W, H) {
   const m = new Uint8Array(W * H);
@@ -96,3 +98,47 @@ for (const c of SHAPES) {
     assert.equal(mapDiff(c, got).length, 0, "the pair maps exactly as in the core");
   });
 }
+
+// Region + points (shapes version 2): the handle region moved by its point pairs, as
+// regiondrag_core.points.map_region_points moves it (OpenCV's contours and fills, the weighting with
+// its tie rule and float order): every row equal and in the same order.
+const flat = (m) => {
+  const o = [];
+  m.forEach((v, i) => {
+    if (v) o.push(i);
+  });
+  return o;
+};
+
+for (const c of POINTS) {
+  test(`${c.name}: region + points map equals the core's, row for row`, () => {
+    const [H, W] = c.size;
+    const r = parseShapes(c.shapes, { strict: true });
+    assert.ok(r.ok, r.error);
+    const pair = r.pairs[0];
+    assert.deepEqual(flat(rasterizeShape(pair.handle, W, H)), c.handle_mask, "handle region");
+    const got = mapPointsPair(pair, W, H);
+    assert.deepEqual(flat(got.part), c.part, "moved parts");
+    assert.deepEqual(flat(got.region), c.region, "target region");
+    assert.equal(got.target.length, c.map.target.length, "rows");
+    const bad = [];
+    for (let i = 0; i < c.map.target.length; i++) {
+      if (got.target[i] !== c.map.target[i] || got.handle[i] !== c.map.handle[i]) bad.push(i);
+    }
+    assert.equal(bad.length, 0, `${bad.length} rows differ, first ${bad.slice(0, 5)}`);
+  });
+}
+
+test("the preview copies a points pair's handle pixels onto its target, later pairs last", () => {
+  const c = POINTS.find((x) => x.name === "points-one-pair-translation");
+  const [H, W] = c.size;
+  const pair = parseShapes(c.shapes).pairs[0];
+  const src = new Uint8ClampedArray(4 * W * H).map((_, i) => (i * 7) % 251);
+  const out = previewPixels(src, W, H, [pair]);
+  for (let i = 0; i < c.map.target.length; i++) {
+    const t = c.map.target[i], h = c.map.handle[i];
+    assert.deepEqual(Array.from(out.slice(4 * t, 4 * t + 4)), Array.from(src.slice(4 * h, 4 * h + 4)));
+  }
+  const untouched = flat(Uint8Array.from({ length: W * H }, (_, i) => !c.region.includes(i)));
+  for (const i of untouched.slice(0, 200)) assert.equal(out[4 * i], src[4 * i]);
+});

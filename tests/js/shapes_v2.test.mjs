@@ -1,15 +1,26 @@
 // Shapes JSON version 2 (region + points) in the editor's parser (web/js/regiondrag_geometry.js):
 // the same documents accepted and rejected as regiondrag_core.shapes.parse_shapes, on the shared
-// cases of tests/golden/shapes_v2_cases.json (tests/test_shapes_v2.py runs them in Python), and
-// point pairs kept through the editor's model (load, text, rescale, move, undo).
+// cases of tests/golden/shapes_v2_cases.json and shapes_limits_cases.json (tests/test_shapes_v2.py
+// runs them in Python), and point pairs kept through the editor's model (load, text, rescale, move,
+// undo).
 import test from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
-import { MAX_POINT_PAIRS, parseShapes, serializeShapes } from "../../web/js/regiondrag_geometry.js";
+import {
+  MAX_BRUSH_POINTS,
+  MAX_BRUSH_SIZE,
+  MAX_PAIRS,
+  MAX_POINT_PAIRS,
+  MAX_POLYGON_VERTICES,
+  MAX_SIDE,
+  parseShapes,
+  serializeShapes,
+} from "../../web/js/regiondrag_geometry.js";
 import { ShapesModel } from "../../web/js/regiondrag_model.js";
 
 const CASES = JSON.parse(readFileSync(new URL("../golden/shapes_v2_cases.json", import.meta.url), "utf8")).cases;
+const LIMIT_CASES = JSON.parse(readFileSync(new URL("../golden/shapes_limits_cases.json", import.meta.url), "utf8")).cases;
 
 const kinds = (r) => r.pairs.map((p) => (p.points ? p.points.length : "shape"));
 
@@ -41,8 +52,46 @@ for (const c of CASES) {
   });
 }
 
-test("the limit is the backend's", () => {
-  assert.equal(MAX_POINT_PAIRS, 32);
+/** The shorthands of shapes_limits_cases.json (its "about" says what they give). */
+function expand(v) {
+  if (typeof v === "string" && v.startsWith("$")) {
+    const [kind, k] = v.slice(1).split(" ");
+    const n = Number(k);
+    if (kind === "zigzag") return [...Array.from({ length: n - 2 }, (_, i) => [i, 10 + (i % 2)]), [n - 3, 30], [0, 30]];
+    if (kind === "dots") return Array.from({ length: n }, (_, i) => [i % 100, Math.floor(i / 100)]);
+    if (kind === "chars") return "x".repeat(n);
+    throw new Error(v);
+  }
+  if (Array.isArray(v)) return v.map(expand);
+  if (v && typeof v === "object") {
+    if ("$repeat" in v) return Array.from({ length: v.$repeat }, () => expand(v.item));
+    return Object.fromEntries(Object.entries(v).map(([key, x]) => [key, expand(x)]));
+  }
+  return v;
+}
+
+for (const raw of LIMIT_CASES) {
+  test(`shared limit case: ${raw.name}`, () => {
+    const c = expand(raw);
+    const text = JSON.stringify(c.doc);
+    const r = parseShapes(text, { strict: true });
+    const editor = parseShapes(text);
+    if (!c.accept) {
+      assert.equal(r.ok, false, "accepted a document the backend rejects");
+      assert.ok(r.error.includes(c.error), `"${r.error}" lacks "${c.error}"`);
+      if (c.where) assert.ok(r.error.includes(c.where), `"${r.error}" lacks "${c.where}"`);
+      assert.equal(editor.ok, !!c.editor_loads, editor.error);
+      return;
+    }
+    assert.ok(r.ok, r.error);
+    assert.deepEqual(kinds(r), c.pairs);
+    assert.deepEqual(editor, r, "the editor's reading equals the strict one");
+  });
+}
+
+test("the limits are the backend's", () => {
+  assert.deepEqual([MAX_POINT_PAIRS, MAX_PAIRS, MAX_POLYGON_VERTICES, MAX_BRUSH_POINTS, MAX_BRUSH_SIZE, MAX_SIDE],
+    [32, 64, 4096, 16384, 16384, 16384]);
 });
 
 const SQ = { type: "polygon", points: [[10, 10], [40, 10], [40, 40], [10, 40]] };

@@ -1,5 +1,9 @@
 // RegionDrag region editor: input handling. Pointer and keyboard events on the editor's own
-// elements become shapes-model commands.
+// elements become shapes-model commands; what a command refuses is shown in the status line.
+//
+// Tools: polygon (click corners), brush (drag strokes), points (click a handle point inside a
+// handle region, then its target point; drag a point to move it), select (drag a region, a corner
+// or a point). The same handlers serve the classic renderer and Nodes 2.0.
 //
 // Listeners sit on the editor's canvas and root, never on the document: under Nodes 2.0 (Vue
 // nodes) the widget wrapper stops pointer events on their way up (front-end >= 1.36), or the
@@ -8,7 +12,9 @@
 // setPointerCapture. Positions come from getBoundingClientRect, which includes any CSS transform
 // the front-end puts on the node or the graph.
 
-const CLOSE_PX = 9; // screen px: a click this close to the first corner closes a polygon
+import { MESSAGES } from "./regiondrag_model.js";
+
+const CLOSE_PX = 9; // screen px: a click this close to the first corner closes a polygon; points: grab radius
 
 export class EditorInput {
   /**
@@ -95,18 +101,47 @@ export class EditorInput {
       } else if (d.length && Math.hypot(p[0] - d[d.length - 1][0], p[1] - d[d.length - 1][1]) <= tol * 0.6) {
         if (d.length >= 3) problem = model.closePolygon(); // second click of a double-click
       } else {
-        model.addCorner(p);
+        problem = model.addCorner(p);
       }
-      if (problem) ed.setNotice(`This region ${problem}: add or remove corners (Backspace) or press Esc to start over.`);
+      if (problem) ed.setNotice(problem);
       return;
     }
     if (ed.tool === "brush") {
+      const { room, problem } = model.strokeRoom();
+      if (problem) {
+        ed.setNotice(problem);
+        return;
+      }
       this.capture(e);
-      this.stroke = { size: ed.brushSize, points: [p] };
+      this.stroke = { size: ed.brushSize, points: [p], room };
       ed.render();
       return;
     }
-    // select: a corner of the selected polygon, else the topmost region under the pointer
+    if (ed.tool === "points") {
+      // the target of the handle point just placed; else a point to drag; else a new handle point
+      let problem = null;
+      if (model.pendingPoint) {
+        problem = model.completePoint(p);
+      } else {
+        const hit = model.pointAt(p, tol * 0.7);
+        if (hit) {
+          model.select(hit);
+          this.startDrag(e, p, "point");
+          return;
+        }
+        problem = model.beginPoint(p);
+      }
+      if (problem) ed.setNotice(problem);
+      return;
+    }
+    // select: a point of a point pair, a corner of the selected polygon, else the topmost region
+    // under the pointer
+    const pt = model.pointAt(p, tol * 0.7);
+    if (pt) {
+      model.select(pt);
+      this.startDrag(e, p, "point");
+      return;
+    }
     const k = model.vertexAt(p, tol);
     if (k >= 0) {
       this.startDrag(e, p, "vertex", k);
@@ -136,7 +171,13 @@ export class EditorInput {
     if (this.stroke) {
       const pts = this.stroke.points;
       const [lx, ly] = pts[pts.length - 1];
-      if (Math.hypot(p[0] - lx, p[1] - ly) >= Math.max(0.5, this.pxScale())) pts.push(p);
+      if (Math.hypot(p[0] - lx, p[1] - ly) >= Math.max(0.5, this.pxScale())) {
+        if (pts.length < this.stroke.room) pts.push(p);
+        else if (!this.stroke.full) {
+          this.stroke.full = true; // the stroke ends here: the region holds no more points
+          ed.setNotice(MESSAGES.brushFull);
+        }
+      }
     } else if (this.dragging) {
       model.updateEdit(p[0] - this.dragStart[0], p[1] - this.dragStart[1]);
       return; // the model's change redraws
@@ -153,9 +194,10 @@ export class EditorInput {
     }
     e.stopPropagation();
     if (this.stroke) {
-      const stroke = this.stroke;
+      const { size, points } = this.stroke;
       this.stroke = null;
-      model.addStroke(stroke);
+      const problem = model.addStroke({ size, points });
+      if (problem) ed.setNotice(problem);
     } else if (this.dragging) {
       this.dragging = false;
       const problem = model.commitEdit();
@@ -183,7 +225,7 @@ export class EditorInput {
       case "Enter": {
         handled();
         const problem = model.finishOpen();
-        if (problem) ed.setNotice(`This region ${problem}: add or remove corners (Backspace) or press Esc to start over.`);
+        if (problem) ed.setNotice(problem);
         break;
       }
       case "Escape":

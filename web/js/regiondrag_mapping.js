@@ -1,7 +1,9 @@
 // RegionDrag region editor: region-to-point mapping for the in-canvas preview, as
 // regiondrag_core.mapping.map_pair does it at image resolution: the affine / perspective map for two
-// triangles / two convex quadrilaterals (with OpenCV's nearest-pixel snap), else Algorithm 1.
+// triangles / two convex quadrilaterals (with OpenCV's nearest-pixel snap), else Algorithm 1; a
+// region + points pair is moved by its point pairs (regiondrag_points.js).
 // Pinned to the core point for point by tests/js/golden.test.mjs. No DOM: node --test imports it.
+import { mapRegionPoints } from "./regiondrag_points.js";
 import { rasterizeShape, rint } from "./regiondrag_raster.js";
 
 function solve(A, b) {
@@ -219,19 +221,48 @@ export function mapPairPoints(pair, W, H) {
 }
 
 /**
+ * A region + points pair ({handle, points: [{handle: [x, y], target: [x, y]}]}) at W x H, as
+ * regiondrag_core.mapping.map_pair at factor 1: the handle region rasterised, each point on the
+ * pixel it falls on (pixel centre aligned as the core scales it, factor 1), a handle point off the
+ * region moved to the nearest region pixel, then regiondrag_points.mapRegionPoints. Returns its
+ * {handle, target, part, region} (flat indices y * W + x, masks W*H).
+ */
+export function mapPointsPair(pair, W, H) {
+  const hm = rasterizeShape(pair.handle, W, H);
+  const px = (v) => Math.floor((v + 0.5) / 1 - 0.5 + 0.5); // point_pixels(_scale_to_latent(v, 1))
+  let nearest = null;
+  const hp = pair.points.map(({ handle: [x, y] }) => {
+    const hx = Math.min(W - 1, Math.max(0, px(x))), hy = Math.min(H - 1, Math.max(0, px(y)));
+    if (hm[hy * W + hx] || !hm.some((v) => v)) return [hx, hy];
+    nearest = nearest || nearestMaskPixel(hm, W, H);
+    const i = nearest[hy * W + hx];
+    return [i % W, Math.floor(i / W)];
+  });
+  const tp = pair.points.map(({ target: [x, y] }) => [px(x), px(y)]);
+  return mapRegionPoints(hm, W, H, hp, tp);
+}
+
+/**
  * The pixel copy-paste preview (as Region-to-Point Mapping's preview output) on RGBA pixels
- * `src` (W x H): for each complete pair in order, the target pixels take the handle pixels of the
- * original image. Returns new pixels.
+ * `src` (W x H): for each complete pair in order (a target shape or point pairs), the target
+ * pixels take the handle pixels of the original image. Returns new pixels.
  */
 export function previewPixels(src, W, H, pairs) {
   const out = new Uint8ClampedArray(src);
+  const copy = (t, h) => {
+    for (let k = 0; k < 4; k++) out[4 * t + k] = src[4 * h + k];
+  };
   for (const pair of pairs) {
-    if (!pair.handle || !pair.target) continue;
+    if (!pair.handle) continue;
+    if (pair.points?.length) {
+      const m = mapPointsPair(pair, W, H);
+      for (let i = 0; i < m.target.length; i++) copy(m.target[i], m.handle[i]);
+      continue;
+    }
+    if (!pair.target) continue;
     const hm = rasterizeShape(pair.handle, W, H);
     const tm = rasterizeShape(pair.target, W, H);
-    mapPair(pair, hm, tm, W, H, (t, h) => {
-      for (let k = 0; k < 4; k++) out[4 * t + k] = src[4 * h + k];
-    });
+    mapPair(pair, hm, tm, W, H, copy);
   }
   return out;
 }

@@ -1,7 +1,10 @@
 // RegionDrag region editor: the editor's element (toolbar, canvas, status line) and its glue:
 // the shapes model, the view and the input handling. It knows ComfyUI only through `host`
-// (regiondrag_editor.js), so it runs on any page.
-import { ShapesModel } from "./regiondrag_model.js";
+// (regiondrag_editor.js), so it runs on any page. What the model refuses (a limit, a polygon that
+// would cross, touch or fold back, a handle point outside its region) is a one-line notice in the
+// status line; what the node would refuse in text loaded from elsewhere is a warning there.
+import { isComplete, ShapesModel } from "./regiondrag_model.js";
+import { MAX_POINT_PAIRS } from "./regiondrag_geometry.js";
 import { RegionView } from "./regiondrag_view.js";
 import { EditorInput } from "./regiondrag_input.js";
 
@@ -47,7 +50,9 @@ export class RegionEditor {
     this.toolButtons = {
       polygon: b("Polygon", "Click corners; click the first corner, double-click or press Enter to close", { tool: "polygon" }),
       brush: b("Brush", "Paint a region; press Enter or Done to finish it", { tool: "brush" }),
-      select: b("Select", "Drag a region to move it, drag a corner to reshape it", { tool: "select" }),
+      points: b("Points", "Move a handle region by point pairs: click a handle point inside the region (red), " +
+        `then where it goes; drag a point to move it (at most ${MAX_POINT_PAIRS} per region)`, { tool: "points" }),
+      select: b("Select", "Drag a region to move it, drag a corner to reshape it, drag a point to move it", { tool: "select" }),
     };
     this.sizeInput = el("input", { type: "range", min: "1", max: "256", step: "1", value: String(this.brushSize),
       title: "Brush diameter in image pixels" });
@@ -55,7 +60,8 @@ export class RegionEditor {
     this.actionButtons = {
       done: b("Done", "Finish the brush region being painted (Enter)", { action: "done" }),
       undo: b("Undo", "Undo the last change", { action: "undo" }),
-      delete: b("Delete", "Delete the selected pair (Delete key)", { action: "delete" }),
+      redo: b("Redo", "Redo the change just undone", { action: "redo" }),
+      delete: b("Delete", "Delete the selected pair or point pair (Delete key)", { action: "delete" }),
       clear: b("Clear", "Remove all regions", { action: "clear" }),
       preview: b("Preview", "Show the pixel copy-paste preview of the edit", { action: "preview" }),
       json: b("JSON", "Show or hide the shapes JSON text", { action: "json" }),
@@ -65,7 +71,7 @@ export class RegionEditor {
     this.toolbar = el("div", { className: "rd-toolbar" }, [
       ...Object.values(this.toolButtons),
       el("label", { className: "rd-size" }, ["Size", this.sizeInput, this.sizeLabel]),
-      a.done, sep(), a.undo, a.delete, a.clear, sep(), a.preview, a.json,
+      a.done, sep(), a.undo, a.redo, a.delete, a.clear, sep(), a.preview, a.json,
     ]);
     this.canvas = el("canvas", { className: "rd-canvas" });
     this.overlay = el("div", { className: "rd-overlay", hidden: true });
@@ -179,7 +185,7 @@ export class RegionEditor {
 
   finishOpen() {
     const problem = this.model.finishOpen();
-    if (problem) this.setNotice(`This region ${problem}: add or remove corners (Backspace) or press Esc to start over.`);
+    if (problem) this.setNotice(problem);
   }
 
   action(name) {
@@ -190,6 +196,9 @@ export class RegionEditor {
         break;
       case "undo":
         m.undo();
+        break;
+      case "redo":
+        m.redo();
         break;
       case "delete":
         m.deleteSelected();
@@ -249,8 +258,9 @@ export class RegionEditor {
     const a = this.actionButtons;
     a.done.disabled = !(m.openBrush || m.draft.length >= 3);
     a.undo.disabled = !m.canUndo();
+    a.redo.disabled = !m.canRedo();
     a.delete.disabled = !m.selected;
-    a.clear.disabled = !(m.pairs.length || m.draft.length || m.error);
+    a.clear.disabled = !(m.pairs.length || m.draft.length || m.pendingPoint || m.error);
     a.preview.disabled = !this.bg || !!m.error;
     a.preview.setAttribute("aria-pressed", String(this.view.showPreview && !a.preview.disabled));
     a.json.setAttribute("aria-pressed", String(!this.jsonArea.hidden));
@@ -261,6 +271,7 @@ export class RegionEditor {
       this.sizeInput.value = String(this.brushSize);
     }
     this.canvas.style.cursor = this.tool === "select" ? "default" : this.tool === "brush" ? "none" : "crosshair";
+    this.root.dataset.tool = this.tool;
 
     // overlay: what is wrong, or which clicks to make when nothing is drawn
     let overlay = null, isError = false;
@@ -275,7 +286,9 @@ export class RegionEditor {
     } else if (!m.pairs.length && !m.draft.length && !this.input.stroke) {
       overlay = this.tool === "brush"
         ? "Paint the handle region (red): what to move. Press Enter or Done.\nThen paint the target region (blue): where it goes."
-        : "Click the corners of the handle region (red): what to move.\nClick the first corner, double-click or press Enter to close it.\nThen draw the target region (blue): where it goes.";
+        : this.tool === "points"
+          ? "Draw the handle region (red) first, with Polygon or Brush.\nThen, with Points, click inside it for a handle point and click where that point goes."
+          : "Click the corners of the handle region (red): what to move.\nClick the first corner, double-click or press Enter to close it.\nThen draw the target region (blue): where it goes.";
     }
     this.overlay.hidden = !overlay;
     this.overlay.textContent = overlay || "";
@@ -284,7 +297,7 @@ export class RegionEditor {
     this.root.dataset.pairs = String(m.completeCount());
 
     this.status.textContent = this.statusText();
-    this.status.classList.toggle("rd-warn", !!(this.notice || m.error || this.bgError));
+    this.status.classList.toggle("rd-warn", !!(this.notice || m.error || this.bgError || m.problem));
   }
 
   statusText() {
@@ -293,12 +306,18 @@ export class RegionEditor {
     if (this.host.shapesLinked()) return "The shapes input is connected: the node uses that text, not what is drawn here.";
     if (m.error) return "RegionMaskPair / shapes: the JSON is not readable, the run will stop with this error.";
     if (!m.W) return "No image yet.";
+    if (m.problem) return `The node will refuse these shapes: ${m.problem} Fix it here or in the JSON text.`;
     const summary = `${m.completeCount()} pair(s) ready.`;
-    if (this.tool === "select") {
-      return m.selected
-        ? `Pair ${m.selected.pair + 1} ${m.selected.side} selected: drag to move, drag a corner to reshape, Delete removes the pair.`
-        : `Click a region to select it. ${summary}`;
+    const sel = m.selected;
+    if (sel?.side === "point") {
+      return `Pair ${sel.pair + 1} point pair ${sel.index + 1}, ${sel.end} point selected: drag to move it, Delete removes the point pair.`;
     }
+    if (this.tool === "select") {
+      return sel
+        ? `Pair ${sel.pair + 1} ${sel.side} selected: drag to move, drag a corner to reshape, Delete removes the pair.`
+        : `Click a region or a point to select it. ${summary}`;
+    }
+    if (this.tool === "points") return this.pointsStatus(summary);
     const cur = m.currentSide();
     const name = cur.side === "handle" ? "handle (red, what moves)" : "target (blue, where it goes)";
     if (m.openBrush) {
@@ -314,7 +333,22 @@ export class RegionEditor {
     if (cur.side === "target" && handle?.type === "polygon" && handle.points.length <= 4) {
       hint = ` Use ${handle.points.length} corners in the same order for the exact ${handle.points.length === 3 ? "affine" : "perspective"} map.`;
     }
+    if (cur.side === "target") hint += " (Or move it by point pairs with Points. A pair is saved once it has either.)";
     const verb = this.tool === "brush" ? "Paint" : "Click the corners of";
     return `${summary} Next: ${verb} pair ${cur.index + 1} ${name}.${hint}`;
+  }
+
+  pointsStatus(summary) {
+    const m = this.model;
+    if (m.pendingPoint) {
+      return `Pair ${m.pendingPoint.pair + 1}: click where this handle point goes (its target). Esc cancels.`;
+    }
+    const open = m.pairs.map((p, i) => [p, i]).filter(([p]) => !p.target);
+    if (!open.length) return `${summary} Draw a handle region (Polygon or Brush), then place point pairs inside it here.`;
+    const [p, i] = open[open.length - 1];
+    const n = p.points?.length || 0;
+    const saved = isComplete(p) ? "" : " It is saved once it has a point pair.";
+    return `${summary} Click inside pair ${i + 1}'s handle region (red) for a handle point, then click its target ` +
+      `(${n}/${MAX_POINT_PAIRS} point pairs).${saved} Drag a point to move it.`;
   }
 }

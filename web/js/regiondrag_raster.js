@@ -3,6 +3,9 @@
 // cv2.circle and thick cv2.line, in 1/16-px fixed point; the functions here follow OpenCV's
 // drawing.cpp step for step in the same integers, so a shape covers exactly the same pixels here
 // and in the backend (tests/js/golden.test.mjs checks it against golden vectors from the core).
+// Followed as current OpenCV (5.1) draws: polygon edges from their outline's pixel end points
+// (clipped to the image), one-pixel lines between rounded end points; older OpenCV releases differ
+// there by a pixel for edges that leave the image and for brush strokes under 2 px.
 // No DOM: node --test imports it.
 
 /** numpy.rint: round half to even. */
@@ -23,8 +26,11 @@ const XY_SHIFT = 16, XY_ONE = 1 << XY_SHIFT, CV_SHIFT = 4;
 const shr = (v, k) => Math.floor(v / 2 ** k); // int64 >> k (arithmetic)
 const tdiv = (a, b) => Math.trunc(a / b); // C integer division (exact for |a| < 2^53)
 
-/** cv::clipLine on an image of W x H; returns [x1, y1, x2, y2] or null when outside. */
-function clipLine(W, H, x1, y1, x2, y2) {
+/**
+ * cv::clipLine on an image of W x H: [x1, y1, x2, y2, inside], the points moved as OpenCV moves
+ * them (also partly, for a line outside the image).
+ */
+function clipLinePoints(W, H, x1, y1, x2, y2) {
   const right = W - 1, bottom = H - 1;
   const code = (x, y) => (x < 0) + (x > right) * 2 + (y < 0) * 4 + (y > bottom) * 8;
   let c1 = code(x1, y1), c2 = code(x2, y2);
@@ -56,7 +62,13 @@ function clipLine(W, H, x1, y1, x2, y2) {
       }
     }
   }
-  return (c1 | c2) === 0 ? [x1, y1, x2, y2] : null;
+  return [x1, y1, x2, y2, (c1 | c2) === 0];
+}
+
+/** cv::clipLine on an image of W x H; returns [x1, y1, x2, y2] or null when outside. */
+function clipLine(W, H, x1, y1, x2, y2) {
+  const c = clipLinePoints(W, H, x1, y1, x2, y2);
+  return c[4] ? c.slice(0, 4) : null;
 }
 
 /** cv::Line with an 8-connected LineIterator (left to right). */
@@ -93,7 +105,11 @@ function line8(m, W, H, x1, y1, x2, y2) {
   }
 }
 
-/** cv::fillPoly(img, [pts], 1, LINE_8, shift = 4) for points in 1/16 px (integers). */
+/**
+ * cv::fillPoly(img, [pts], 1, LINE_8, shift = 4) for points in 1/16 px (integers), as current
+ * OpenCV collects the edges: each edge's slope and start from its outline's pixel end points
+ * (clipped to the image where they leave it), extrapolated back to the edge's first row.
+ */
 function fillPolyFixed(m, W, H, v) {
   const n = v.length;
   const delta = (1 << CV_SHIFT) >> 1;
@@ -102,10 +118,18 @@ function fillPolyFixed(m, W, H, v) {
   let [x0, y0] = conv(v[n - 1]);
   for (let i = 0; i < n; i++) {
     const [x1, y1] = conv(v[i]);
-    line8(m, W, H, shr(x0 + (XY_ONE >> 1), XY_SHIFT), y0, shr(x1 + (XY_ONE >> 1), XY_SHIFT), y1);
+    let t0x = shr(x0 + (XY_ONE >> 1), XY_SHIFT), t0y = y0, t1x = shr(x1 + (XY_ONE >> 1), XY_SHIFT), t1y = y1;
+    line8(m, W, H, t0x, t0y, t1x, t1y);
+    let c0y = y0, c1y = y1; // CollectPolyEdges' pt0c, pt1c
+    if (t0x < 0 || t0x >= W || t1x < 0 || t1x >= W || t0y < 0 || t0y >= H || t1y < 0 || t1y >= H) {
+      [t0x, t0y, t1x, t1y] = clipLinePoints(W, H, t0x, t0y, t1x, t1y);
+      if (t0y !== t1y) [c0y, c1y] = [t0y, t1y];
+    }
+    const c0x = t0x * XY_ONE, c1x = t1x * XY_ONE;
     if (y0 !== y1) {
-      const e = y0 < y1 ? { y0, y1, x: x0 } : { y0: y1, y1: y0, x: x1 };
-      e.dx = tdiv(x1 - x0, y1 - y0);
+      const dx = tdiv(c1x - c0x, c1y - c0y);
+      const e = y0 < y1 ? { y0, y1, x: c0x + (y0 - c0y) * dx } : { y0: y1, y1: y0, x: c1x + (y1 - c1y) * dx };
+      e.dx = dx;
       edges.push(e);
     }
     [x0, y0] = [x1, y1];
@@ -188,6 +212,18 @@ function fillPolyFixed(m, W, H, v) {
       stop = prelast;
     } while (sorted && stop !== head.next && stop !== head);
   }
+}
+
+const CONTOUR_LIMIT = 2 ** 20; // as points._LIMIT: contour points are clipped to this first
+
+/**
+ * cv::drawContours(img, [pts], -1, 1, FILLED) for one contour of integer pixel points, as
+ * regiondrag_core.points._fill draws it (coordinates clipped to +-2^20): OpenCV fills a contour as
+ * cv::fillPoly(LINE_8) at shift 0, which is the 1/16-px fill above with the points times 16.
+ */
+export function fillContour(m, W, H, pts) {
+  const c = (v) => Math.min(CONTOUR_LIMIT, Math.max(-CONTOUR_LIMIT, v)) * (1 << CV_SHIFT);
+  fillPolyFixed(m, W, H, pts.map(([x, y]) => [c(x), c(y)]));
 }
 
 // ----------------------------------------------------- OpenCV's circles and thick lines
@@ -341,7 +377,10 @@ function thickLineFixed(m, W, H, p0, p1, thickness) {
   let [x0, y0] = [p0[0] * k, p0[1] * k];
   const [x1, y1] = [p1[0] * k, p1[1] * k];
   if (thickness <= 1) {
-    line2(m, W, H, x0, y0, x1, y1);
+    // current OpenCV draws a one-pixel LINE_8 line with sub-pixel end points as cv::Line between
+    // the end points rounded to pixels (checked against cv2.line(..., 1, LINE_8, shift=4))
+    const r = (v) => shr(v + (XY_ONE >> 1), XY_SHIFT);
+    line8(m, W, H, r(x0), r(y0), r(x1), r(y1));
     return;
   }
   const dx = (x0 - x1) / XY_ONE, dy = (y1 - y0) / XY_ONE;

@@ -1,8 +1,11 @@
 // RegionDrag region editor: the view. Draws the shapes model (and what the pointer is doing) on
 // the editor's canvas: background image or copy-paste preview, regions tinted red (handle) and
-// blue (target), arrows and pair numbers, the polygon being clicked, the brush cursor.
+// blue (target), arrows and pair numbers, point pairs as arrows from a handle point (red) to its
+// target point (head and blue dot), the polygon being clicked, the point being placed, the brush
+// cursor. `pointArrows` lists the point-pair arrows of the last frame (canvas pixels), for tests.
 import { shapeCenter } from "./regiondrag_geometry.js";
 import { previewPixels } from "./regiondrag_mapping.js";
+import { isComplete } from "./regiondrag_model.js";
 
 export const COLORS = {
   handle: { solid: "rgb(235, 40, 40)", label: "#e02020" },
@@ -44,6 +47,7 @@ export class RegionView {
     this.layer = null;
     this.pending = false;
     this.destroyed = false;
+    this.pointArrows = []; // [{pair, index, from: [u, v], to: [u, v]}] drawn in the last frame
   }
 
   /** Size the canvas to fit `stage` (CSS px) with the image's aspect; backing store in device px. */
@@ -87,7 +91,7 @@ export class RegionView {
   previewCanvas(key) {
     const { W, H, pairs } = this.model;
     if (!this.previewCache || this.previewCache.key !== key || this.previewCache.bg !== this.bg) {
-      const complete = pairs.filter((p) => p.handle && p.target);
+      const complete = pairs.filter(isComplete);
       this.previewCache = { key, bg: this.bg, canvas: copyPastePreview(this.bg, W, H, complete) };
     }
     return this.previewCache.canvas;
@@ -100,6 +104,7 @@ export class RegionView {
     ctx.clearRect(0, 0, canvas.width, canvas.height);
     ctx.fillStyle = "#1b1b1b";
     ctx.fillRect(0, 0, canvas.width, canvas.height);
+    this.pointArrows = [];
     if (!model.W || !model.H) return;
     const preview = this.showPreview && this.bg && !model.error;
     const background = preview ? this.previewCanvas(s.textKey) : this.bg;
@@ -132,13 +137,23 @@ export class RegionView {
     }
     for (const pair of pairs) {
       if (pair.handle && pair.target) this.drawArrow(shapeCenter(pair.handle), shapeCenter(pair.target), m, dpr);
-      for (const q of pair.points || []) this.drawPointPair(q.handle, q.target, m, dpr);
     }
     pairs.forEach((pair, i) => {
       for (const side of ["handle", "target"]) {
         if (pair[side]) this.drawLabel(String(i + 1), shapeCenter(pair[side]), COLORS[side].label, m, dpr);
       }
     });
+    const arrows = [];
+    pairs.forEach((pair, i) => {
+      (pair.points || []).forEach((q, k) => {
+        const sel = model.selected?.side === "point" && model.selected.pair === i && model.selected.index === k
+          ? model.selected.end : null;
+        arrows.push({ pair: i, index: k, ...this.drawPointPair(q.handle, q.target, m, dpr, sel) });
+      });
+    });
+    this.pointArrows = arrows;
+    const pp = model.pendingPoint;
+    if (pp) this.drawPendingPoint(pp.handle, s.tool === "points" ? s.hover : null, m, dpr);
     this.drawDraft(m, dpr, s.hover);
     if (s.tool === "brush" && s.hover && !s.dragging) {
       const [u, v] = m.f(...s.hover);
@@ -261,26 +276,66 @@ export class RegionView {
     }
   }
 
-  /** A region + points pair's point pair: a red dot, an arrow, a blue dot. */
-  drawPointPair(a, b, m, dpr) {
+  /**
+   * A point pair of a region + points pair: a red dot at the handle point, an arrow with its head
+   * on the target point, a small blue dot there. `selected`: "handle" | "target" ringed in yellow.
+   * Returns {from, to} in canvas pixels.
+   */
+  drawPointPair(a, b, m, dpr, selected = null) {
     const ctx = this.ctx;
     const [x0, y0] = m.f(...a);
     const [x1, y1] = m.f(...b);
-    ctx.beginPath();
-    ctx.moveTo(x0, y0);
-    ctx.lineTo(x1, y1);
-    ctx.lineWidth = 2 * dpr;
-    ctx.strokeStyle = "rgba(255,255,255,0.9)";
-    ctx.stroke();
-    for (const [u, v, c] of [[x0, y0, COLORS.handle.solid], [x1, y1, COLORS.target.solid]]) {
+    const len = Math.hypot(x1 - x0, y1 - y0);
+    if (len > 1) {
+      const ux = (x1 - x0) / len, uy = (y1 - y0) / len;
+      const head = Math.min(10 * dpr, len * 0.6);
+      for (const [style, width] of [["rgba(0,0,0,0.75)", 5 * dpr], ["#fff", 2.5 * dpr]]) {
+        ctx.beginPath();
+        ctx.moveTo(x0, y0);
+        ctx.lineTo(x1, y1);
+        ctx.moveTo(x1 - ux * head - uy * head * 0.5, y1 - uy * head + ux * head * 0.5);
+        ctx.lineTo(x1, y1);
+        ctx.lineTo(x1 - ux * head + uy * head * 0.5, y1 - uy * head - ux * head * 0.5);
+        ctx.lineCap = "round";
+        ctx.lineJoin = "round";
+        ctx.lineWidth = width;
+        ctx.strokeStyle = style;
+        ctx.stroke();
+      }
+    }
+    for (const [u, v, c, r, end] of [[x0, y0, COLORS.handle.solid, 5, "handle"], [x1, y1, COLORS.target.solid, 3.5, "target"]]) {
       ctx.beginPath();
-      ctx.arc(u, v, 4.5 * dpr, 0, 2 * Math.PI);
+      ctx.arc(u, v, r * dpr, 0, 2 * Math.PI);
       ctx.fillStyle = c;
       ctx.fill();
-      ctx.lineWidth = 1.5 * dpr;
-      ctx.strokeStyle = "#fff";
+      ctx.lineWidth = (selected === end ? 3 : 1.5) * dpr;
+      ctx.strokeStyle = selected === end ? "#ffe14d" : "#fff";
       ctx.stroke();
     }
+    return { from: [x0, y0], to: [x1, y1] };
+  }
+
+  /** The handle point being placed, and a dashed line to the pointer. */
+  drawPendingPoint(a, hover, m, dpr) {
+    const ctx = this.ctx;
+    const [x0, y0] = m.f(...a);
+    if (hover) {
+      ctx.beginPath();
+      ctx.moveTo(x0, y0);
+      ctx.lineTo(...m.f(...hover));
+      ctx.lineWidth = 2 * dpr;
+      ctx.strokeStyle = "#fff";
+      ctx.setLineDash([6 * dpr, 4 * dpr]);
+      ctx.stroke();
+      ctx.setLineDash([]);
+    }
+    ctx.beginPath();
+    ctx.arc(x0, y0, 5 * dpr, 0, 2 * Math.PI);
+    ctx.fillStyle = COLORS.handle.solid;
+    ctx.fill();
+    ctx.lineWidth = 2 * dpr;
+    ctx.strokeStyle = "#ffe14d";
+    ctx.stroke();
   }
 
   drawLabel(text, at, color, m, dpr) {

@@ -11,8 +11,9 @@ from comfy_api.latest import io
 from ..regiondrag_core.errors import RegionDragInputError
 from ..regiondrag_core.kvbank import KV_LAYER_CHOICES, AttentionSwap, KVMismatch, KVBank, choose_layers
 from ..regiondrag_core.mapping import DragMap
-from ..regiondrag_core.sampling import (DragPlan, Inversion, InversionRecorder, sample_ddpm_invert,
-                                        sample_regiondrag)
+from ..regiondrag_core.sampling import (CP_THEN_ENCODE, ENCODE_THEN_CP, METHODS, DragPlan, Inversion,
+                                        InversionRecorder, sample_cp_then_encode, sample_ddpm_invert,
+                                        sample_ode_invert, sample_regiondrag)
 from ..regiondrag_core.schedule import make_schedule
 from .errors import node_errors
 from .memory import inversion_plan, kv_cache_estimate, kv_owner, staging_for
@@ -107,6 +108,13 @@ class DDPMInvertAndCache(io.ComfyNode):
                     "Classifier-free guidance scale (needs a negative prompt above 1). 1.0 is the paper's: the "
                     "positive prompt alone. Use the same value in both RegionDrag nodes: the inversion is exact "
                     "for any value."),
+                io.Combo.Input("method", options=list(METHODS), default=ENCODE_THEN_CP, optional=True,
+                               tooltip="'Encode then CP' (the paper): DDPM inversion with cached noise; the "
+                                       "sampler copies the image's own latents from the handle to the target. "
+                                       "'CP then Encode' (the authors' released tool): deterministic (DDIM) "
+                                       "inversion; the sampler copies the latents of the pasted preview "
+                                       "(Region-to-Point Mapping's preview through VAE Encode into RegionDrag "
+                                       "KSampler's preview_latent). The sampler follows this choice."),
             ],
             outputs=[io.Custom(InversionType).Output(display_name="INVERSION",
                                                      tooltip="Cached inversion for RegionDrag KSampler.")],
@@ -114,21 +122,26 @@ class DDPMInvertAndCache(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, latent, steps, start_t, seed, kv_cache="auto",
-                inversion_batch=0, kv_layers="all", negative=None, cfg=1.0) -> io.NodeOutput:
+                inversion_batch=0, kv_layers="all", negative=None, cfg=1.0,
+                method=ENCODE_THEN_CP) -> io.NodeOutput:
         return io.NodeOutput(run_inversion(model, positive, latent, steps, start_t, seed, kv_cache, inversion_batch,
-                                           kv_layers, negative, cfg))
+                                           kv_layers, negative, cfg, method))
 
 
 @node_errors(INVERT)
 def run_inversion(model, positive, latent, steps, start_t, seed, kv_cache="auto",
-                  inversion_batch=0, kv_layers="all", negative=None, cfg=1.0) -> Inversion:
-    """DDPM inversion through the host's sampler on a K/V-capturing clone of ``model``."""
+                  inversion_batch=0, kv_layers="all", negative=None, cfg=1.0, method=ENCODE_THEN_CP) -> Inversion:
+    """DDPM (or, for "CP then Encode", deterministic) inversion through the host's sampler on a
+    K/V-capturing clone of ``model``."""
     samples = latent_samples(latent)
     if not bool(torch.isfinite(samples).all()):
         raise RegionDragInputError("latent", "holds NaN or infinite values.",
                                    "Check the nodes that made the latent; VAE Encode of an image gives finite values.")
     check_model(model)
     check_guidance(model, negative, cfg)
+    if method not in METHODS:
+        raise RegionDragInputError("method", f"is {method!r}; one of {', '.join(METHODS)}.",
+                                   f"Pick '{ENCODE_THEN_CP}' (the paper's method, the default).")
     if kv_cache not in KV_CACHE_OPTIONS:
         raise RegionDragInputError("kv_cache", f"is {kv_cache!r}; one of {', '.join(KV_CACHE_OPTIONS)}.",
                                    "Pick 'auto' (the default).")
@@ -150,16 +163,18 @@ def run_inversion(model, positive, latent, steps, start_t, seed, kv_cache="auto"
     bank = KVBank(torch.device("cpu") if kv_cache == "cpu" else None)
     swap = AttentionSwap(bank, "capture", attention, layers=layers)
     patched = patched_clone(model, swap, layers=layers)
+    ode = method == CP_THEN_ENCODE   # each deterministic step starts from the one before: one level per call
     recorder = InversionRecorder(
         schedule=schedule, seed=seed, swap=swap, latent_shape=tuple(samples.shape),
         layers=layers, layer_choice=kv_layers,
-        chunk=inversion_plan(patched, bank, kv_cache, inversion_batch, schedule.levels, entries, kv_bytes, n_layers),
+        chunk=inversion_plan(patched, bank, kv_cache, 1 if ode else inversion_batch, schedule.levels, entries,
+                             kv_bytes, n_layers),
         split_key=conditioning_split_key(model, positive, schedule, negative),
         latent_image=samples.detach().to(device="cpu", dtype=torch.float32).clone())
     sigmas = torch.tensor(schedule.sigmas, dtype=torch.float32)
     try:
-        run_sampler(patched, positive, samples, sigmas, sample_ddpm_invert, {"recorder": recorder}, seed, swap=swap,
-                    negative=negative, cfg=cfg)
+        run_sampler(patched, positive, samples, sigmas, sample_ode_invert if ode else sample_ddpm_invert,
+                    {"recorder": recorder}, seed, swap=swap, negative=negative, cfg=cfg)
     except Exception as e:
         named = named_failure(model, e)
         if named is None:
@@ -169,7 +184,7 @@ def run_inversion(model, positive, latent, steps, start_t, seed, kv_cache="auto"
     _check_patch_ran(swap, recorder.layers, range(1, inv.levels + 1))
     inv = dataclasses.replace(inv, owner=kv_owner(inv.bank, model.load_device), model_signature=model_signature(model),
                               cfg=float(cfg), negative_entries=negative_entries)
-    log.info("RegionDrag inversion: %d steps to t=%d in chunks of %d, K/V cache %.1f MB", inv.levels,
+    log.info("RegionDrag inversion (%s): %d steps to t=%d in chunks of %d, K/V cache %.1f MB", method, inv.levels,
              schedule.timesteps[-1], inv.chunk, inv.cache_nbytes()["kv"] / 2**20)
     return inv
 
@@ -226,21 +241,27 @@ class RegionDragKSampler(io.ComfyNode):
                     "with one at cfg above 1 or for a patch such as Self-Attention Guidance).",
                     "Classifier-free guidance scale; the same value as for DDPM Invert-and-Cache keeps the "
                     "unedited parts exact (1.0: the paper's)."),
+                io.Latent.Input("preview_latent", optional=True,
+                                tooltip="For an INVERSION made with method 'CP then Encode': Region-to-Point "
+                                        "Mapping's preview (the pasted image) through VAE Encode. It is inverted "
+                                        "here, deterministically, and its latents are copied onto the targets."),
             ],
             outputs=[io.Latent.Output(tooltip="The edited latent; connect to VAE Decode.")],
         )
 
     @classmethod
     def execute(cls, model, inversion, drag_map, positive, end_t, noise_weight, seed,
-                edit_mask=None, mutual_self_attention=True, negative=None, cfg=1.0) -> io.NodeOutput:
+                edit_mask=None, mutual_self_attention=True, negative=None, cfg=1.0,
+                preview_latent=None) -> io.NodeOutput:
         samples, _ = run_drag(model, inversion, drag_map, positive, end_t, noise_weight, seed,
-                              edit_mask, mutual_self_attention, negative=negative, cfg=cfg)
+                              edit_mask, mutual_self_attention, negative=negative, cfg=cfg,
+                              preview_latent=preview_latent)
         return io.NodeOutput({"samples": samples})
 
 
 @node_errors(DRAG)
 def run_drag(model, inversion, drag_map, positive, end_t, noise_weight, seed, edit_mask=None,
-             mutual_self_attention=True, on_level=None, negative=None, cfg=1.0):
+             mutual_self_attention=True, on_level=None, negative=None, cfg=1.0, preview_latent=None):
     """RegionDrag denoising through the host's sampler; returns (LATENT samples, the run's AttentionSwap)."""
     if not isinstance(inversion, Inversion):
         raise RegionDragInputError("inversion", "is not an INVERSION.", "Connect DDPM Invert-and-Cache.")
@@ -285,16 +306,18 @@ def run_drag(model, inversion, drag_map, positive, end_t, noise_weight, seed, ed
             f"{own_sig[0]} computing in {own_sig[1]}.",
             "Use the same MODEL (ModelSampling, compute dtype) for DDPM Invert-and-Cache and RegionDrag KSampler.")
 
+    cp_first = getattr(inversion, "method", ENCODE_THEN_CP) == CP_THEN_ENCODE
+    preview = _preview_samples(preview_latent, inversion, cp_first)
     device = inversion.latents[0].device
     pairs = drag_map.num_pairs > 0 and len(drag_map.target_xy) > 0
     swap = AttentionSwap(inversion.bank, "replace", attention, enabled=mutual_self_attention,
                          staging=staging_for(inversion.bank), layers=inversion.layers)
+    blend = drag_map.cp_blend_mask() if cp_first else drag_map.handle_union
     plan = DragPlan(
         inversion=inversion, swap=swap,
         handle_index=drag_map.handle_index().to(device) if pairs else None,
         target_index=drag_map.target_index().to(device) if pairs else None,
-        handle_union=(torch.from_numpy(drag_map.handle_union).to(device=device, dtype=torch.float32)[None, None]
-                      if pairs else None),
+        handle_union=torch.from_numpy(blend).to(device=device, dtype=torch.float32)[None, None] if pairs else None,
         edit_mask=_edit_mask(edit_mask, inversion, device),
         alpha=float(noise_weight), seed=seed, paste=sched.paste_levels(end_t), on_level=on_level)
     sigmas = torch.tensor(sched.sigmas[::-1], dtype=torch.float32)
@@ -302,9 +325,11 @@ def run_drag(model, inversion, drag_map, positive, end_t, noise_weight, seed, ed
     if image is None:
         image = torch.zeros(inversion.latent_shape, dtype=torch.float32)
     try:
+        if cp_first:   # the pasted preview, inverted as the original was (deterministically), no K/V
+            plan.preview = _invert_preview(model, positive, preview, inversion, seed, negative, cfg)
         patched = patched_clone(model, swap, inversion.owner, inversion.layers)
-        samples = run_sampler(patched, positive, image, sigmas, sample_regiondrag, {"plan": plan}, seed, swap=swap,
-                              negative=negative, cfg=cfg)
+        samples = run_sampler(patched, positive, image, sigmas, sample_cp_then_encode if cp_first else sample_regiondrag,
+                              {"plan": plan}, seed, swap=swap, negative=negative, cfg=cfg)
     except KVMismatch as e:
         raise _mismatch_error(e, positive) from None
     except Exception as e:
@@ -319,6 +344,42 @@ def run_drag(model, inversion, drag_map, positive, end_t, noise_weight, seed, ed
         # for SD1.5) is no exact round trip in float32, so an edit that reproduces z_0 returns the input.
         samples = image.to(samples.device) + (samples - latent_out(model, inversion.latents[0]))
     return samples, swap
+
+
+def _preview_samples(preview_latent, inversion: Inversion, cp_first: bool):
+    """The preview LATENT's samples for a "CP then Encode" inversion (checked), else None."""
+    if not cp_first:
+        if preview_latent is not None:
+            log.warning("RegionDrag KSampler: preview_latent is ignored: the INVERSION was made with method "
+                        "'%s', which copies the image's own latents.", ENCODE_THEN_CP)
+        return None
+    if preview_latent is None:
+        raise RegionDragInputError(
+            "preview_latent", f"is not connected, but the INVERSION was made with method '{CP_THEN_ENCODE}', which "
+            "copies the latents of the pasted preview.",
+            "Connect Region-to-Point Mapping's preview through VAE Encode here, or set DDPM Invert-and-Cache's "
+            f"method to '{ENCODE_THEN_CP}'.")
+    samples = latent_samples(preview_latent, "preview_latent")
+    if tuple(samples.shape) != tuple(inversion.latent_shape):
+        raise RegionDragInputError(
+            "preview_latent", f"has shape {tuple(samples.shape)} but the inversion's latent is "
+            f"{tuple(inversion.latent_shape)}.",
+            "VAE-encode Region-to-Point Mapping's preview of the same image (same size) that was inverted.")
+    if not bool(torch.isfinite(samples).all()):
+        raise RegionDragInputError("preview_latent", "holds NaN or infinite values.",
+                                   "Connect VAE Encode of Region-to-Point Mapping's preview.")
+    return samples
+
+
+def _invert_preview(model, positive, samples, inversion: Inversion, seed, negative, cfg) -> tuple:
+    """The preview's deterministic inversion latents p_0 .. p_n (the plain model; nothing cached)."""
+    recorder = InversionRecorder(schedule=inversion.schedule, seed=seed,
+                                 swap=AttentionSwap(KVBank(), "capture", attention, enabled=False),
+                                 latent_shape=tuple(samples.shape))
+    sigmas = torch.tensor(inversion.schedule.sigmas, dtype=torch.float32)
+    run_sampler(model, positive, samples, sigmas, sample_ode_invert, {"recorder": recorder}, seed,
+                negative=negative, cfg=cfg)
+    return recorder.result.latents
 
 
 def _mismatch_error(e: KVMismatch, positive) -> RegionDragInputError:

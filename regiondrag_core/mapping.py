@@ -26,7 +26,7 @@ import torch
 from .errors import RegionDragInputError
 from .geometry import dedupe_closed, polygon_problem
 from .masks import RegionPair
-from .points import map_region_points, point_pixels
+from .points import border_points, map_region_points, point_pixels
 from .raster import rasterize_polygon
 from .shapes import MAX_POLYGON_VERTICES, MAX_SIDE
 
@@ -378,6 +378,16 @@ class DragMap:
         """Flat indices ``y * w + x`` of the target points (int64)."""
         w = self.latent_size[1]
         return torch.from_numpy(self.target_xy[:, 1] * w + self.target_xy[:, 0])
+
+    def cp_blend_mask(self) -> np.ndarray:
+        """Where "CP then Encode" blends the start latent with noise: the handle points and the target's
+        border points (:func:`.points.border_points`, the released ``get_border_points``), bool ``[h, w]``."""
+        m = np.zeros(self.latent_size, bool)
+        if self.num_points:
+            m[self.handle_xy[:, 1], self.handle_xy[:, 0]] = True
+            b = border_points(self.target_xy)
+            m[b[:, 1], b[:, 0]] = True
+        return m
 
 
 def _scale_to_latent(pts: np.ndarray, f: int) -> np.ndarray:

@@ -27,10 +27,28 @@ within kernel noise of batched-vs-single calls when the inversion ran batched.
 
 Noise: the inversion's forward draws and the handle blend's eps come from separate streams
 (:func:`noise_stream`), so they are independent even when both nodes get the same seed.
+
+"CP then Encode" (the authors' released tool's second method): the copy-paste happens first, in pixel
+space (the mapping's preview), and both the original and the VAE-encoded preview are inverted
+deterministically (``sample_ode_invert``, DDIM with eta 0), for k = 1 .. n:
+    eps    = eps(z_{k-1} at sigma_k)                                            (K/V captured, level k)
+    x0     = (z_{k-1} - sqrt(1 - abar_{k-1}) eps) / sqrt(abar_{k-1})
+    z_k    = sqrt(abar_k) x0 + sqrt(1 - abar_k) eps
+The step's noise is predicted at the latent it starts from, at the noise level it goes to (the usual
+DDIM-inversion approximation, eps(z_{k-1}) ~ eps(z_k)), so its keys/values are filed under level k, the
+level the denoising calls at; the released code predicts it at t_{k-1} instead. Denoising (``sample_cp_then_encode``) starts from the original's z_n,
+blends the handle points and the target's border points with noise (Eq. 5), and for k = n .. 1:
+    if t_k >= t'':  z'_k[target] = p_k[target]                                  (the preview's latent)
+    outside the edit area: z'_k = p_k
+    D', eps' = model(z'_k) with self-attention K/V <- the original's K/V of level k
+    z'_{k-1} = sqrt(abar_{k-1}) D' + sqrt(1 - abar_{k-1}) eps'                  (DDIM, eta 0)
+in the order of the released ``backward``; outside the edit area the result is the original's z_0.
+ODE inversion is not exact: with no regions the edit returns the input within the inversion's error.
 """
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Callable, Hashable, Optional, Sequence
 
@@ -59,6 +77,7 @@ class Inversion:
     owner: object = None     # the host's memory-management handle of ``bank`` (ComfyUI: a ModelPatcher)
     layer_choice: str = "all"  # the name of the layer choice (kvbank.KV_LAYER_CHOICES) that gave ``layers``
     model_signature: object = None  # opaque here: the host's description of the model that made it (None: unknown)
+    method: str = "Encode then CP"   # METHODS: DDPM inversion (the paper) or deterministic (CP then Encode)
     cfg: float = 1.0         # the guidance scale the inversion ran at
     negative_entries: int = 0  # negative-prompt entries whose keys/values were cached (0: none ran)
 
@@ -76,6 +95,11 @@ class Inversion:
         return {"kv": self.bank.nbytes(), "latents": lat}
 
 
+ENCODE_THEN_CP = "Encode then CP"
+CP_THEN_ENCODE = "CP then Encode"
+METHODS = (ENCODE_THEN_CP, CP_THEN_ENCODE)
+
+
 def noise_stream(seed: int, purpose: str) -> torch.Generator:
     """A CPU generator for one purpose ("inversion", "handle"); streams of one seed are independent."""
     digest = hashlib.sha256(f"regiondrag/{purpose}/{int(seed)}".encode()).digest()
@@ -89,13 +113,12 @@ def _noise(seed: int, purpose: str, count: int, shape, like: torch.Tensor) -> to
     return n.to(device=like.device, dtype=like.dtype)
 
 
-def _call(model, zs: Sequence[torch.Tensor], coefs: Sequence[StepCoefficients], levels: Sequence[int],
-          extra_args, swap: AttentionSwap):
-    """One model call on the latents ``zs`` (z_level each, at its own sigma), the attention patch told
-    the levels: returns the posterior mean m and the denoised estimate D of each level."""
-    xs = [z * c.scale_in for z, c in zip(zs, coefs)]
+def _denoised(model, xs: Sequence[torch.Tensor], coefs: Sequence[StepCoefficients], levels: Sequence[int],
+              extra_args, swap: AttentionSwap) -> list:
+    """One model call on the inputs ``xs`` (each at its level's sigma), the attention patch told the
+    levels: the denoised estimate D of each."""
     x = xs[0] if len(xs) == 1 else torch.cat(xs)
-    sigma = torch.tensor([c.sigma_s for c in coefs for _ in range(zs[0].shape[0])],
+    sigma = torch.tensor([c.sigma_s for c in coefs for _ in range(xs[0].shape[0])],
                          dtype=x.dtype, device=x.device)
     swap.begin(levels, x.device)
     completed = False
@@ -104,7 +127,15 @@ def _call(model, zs: Sequence[torch.Tensor], coefs: Sequence[StepCoefficients], 
         completed = True
     finally:
         swap.end(completed)
-    ds = [denoised] if len(xs) == 1 else denoised.chunk(len(xs))
+    return [denoised] if len(xs) == 1 else list(denoised.chunk(len(xs)))
+
+
+def _call(model, zs: Sequence[torch.Tensor], coefs: Sequence[StepCoefficients], levels: Sequence[int],
+          extra_args, swap: AttentionSwap):
+    """One model call on the latents ``zs`` (z_level each, at its own sigma), the attention patch told
+    the levels: returns the posterior mean m and the denoised estimate D of each level."""
+    xs = [z * c.scale_in for z, c in zip(zs, coefs)]
+    ds = _denoised(model, xs, coefs, levels, extra_args, swap)
     # eps = (x - D) / sigma and m: the same per-level arithmetic at every batch size and in both halves
     return [_posterior_mean(d, (xi - d) / c.sigma_s, c) for xi, d, c in zip(xs, ds, coefs)], ds
 
@@ -191,6 +222,45 @@ def sample_ddpm_invert(model, x, sigmas, extra_args=None, callback=None, disable
     return latents[n] * coefs[-1].scale_in
 
 
+def _vp(coef: StepCoefficients) -> tuple[float, float]:
+    """(sqrt(abar), sqrt(1 - abar)) of the step's upper level (sigma_s)."""
+    return 1.0 / coef.scale_in, coef.sigma_s / coef.scale_in
+
+
+def _ddim_lower(coef: StepCoefficients) -> tuple[float, float]:
+    """(sqrt(abar), sqrt(1 - abar)) of the step's lower level: the deterministic (eta 0) step's weights."""
+    return coef.coef_x0, math.sqrt(max(0.0, 1.0 - coef.coef_x0 * coef.coef_x0))
+
+
+@torch.no_grad()
+def sample_ode_invert(model, x, sigmas, extra_args=None, callback=None, disable=None, recorder=None):
+    """Deterministic (DDIM, eta 0) inversion z_0 -> z_n caching the latents and, through the recorder's
+    swap, the self-attention K/V (the "CP then Encode" method). One level per model call: each step
+    starts from the one before."""
+    extra_args = {} if extra_args is None else extra_args
+    sched = recorder.schedule
+    n = sched.levels
+    coefs = _coefficients(sched, sigmas)
+    latents = [x]
+    for k in range(1, n + 1):
+        c = coefs[k - 1]   # links z_{k-1} and z_k: the model runs at z_k's sigma
+        z = latents[k - 1]
+        x_in = z * c.scale_in
+        (d,) = _denoised(model, [x_in], [c], (k,), extra_args, recorder.swap)
+        eps = (x_in - d) / c.sigma_s
+        low_keep, low_noise = _ddim_lower(c)          # sqrt(abar_{k-1}), sqrt(1 - abar_{k-1})
+        x0 = (z - eps * low_noise) / low_keep         # the clean latent z_{k-1} and eps point to
+        keep, noise = _vp(c)                          # sqrt(abar_k), sqrt(1 - abar_k)
+        latents.append(x0 * keep + eps * noise)
+        _report(callback, latents[k] * c.scale_in, k - 1, c, x0)
+    recorder.result = Inversion(schedule=sched, latents=tuple(latents), posterior_means=(),
+                                bank=recorder.swap.bank.freeze(), seed=recorder.seed,
+                                latent_shape=tuple(recorder.latent_shape), layers=frozenset(recorder.layers),
+                                chunk=1, latent_image=recorder.latent_image, layer_choice=recorder.layer_choice,
+                                method=CP_THEN_ENCODE)
+    return latents[n] * coefs[-1].scale_in
+
+
 @dataclass
 class DragPlan:
     """Per-run inputs of :func:`sample_regiondrag`, already on the latents' device."""
@@ -205,6 +275,7 @@ class DragPlan:
     seed: int
     paste: list                            # paste[k-1]: copy-paste on the step leaving z_k
     on_level: Optional[Callable[[int, torch.Tensor], None]] = None  # test/debug hook, after paste
+    preview: Optional[tuple] = None        # CP then Encode: the preview's ODE latents p_0 .. p_n (copy source)
 
 
 def blend_handle(z: torch.Tensor, handle: Optional[torch.Tensor], alpha: float, noise: torch.Tensor):
@@ -256,4 +327,35 @@ def sample_regiondrag(model, x, sigmas, extra_args=None, callback=None, disable=
         z = inv.latents[k - 1].to(dev) + (mean - inv.posterior_means[k - 1].to(dev))
         z = keep_outside(z, inv.latents[k - 1].to(dev), plan.edit_mask)
         _report(callback, z * coef.scale_out, i, coef, denoised)
+    return z * coefs[0].scale_out
+
+
+@torch.no_grad()
+def sample_cp_then_encode(model, x, sigmas, extra_args=None, callback=None, disable=None, plan=None):
+    """"CP then Encode" denoising: the original's z_n, its K/V, the preview's latents at the targets
+    (the released ``backward`` with ``sde=False``; see the module docstring). ``plan.handle_union`` is
+    the blend mask (handle points and the target's border points), ``plan.target_index`` where the
+    preview's latents are copied, ``plan.preview`` the preview's ODE inversion latents."""
+    extra_args = {} if extra_args is None else extra_args
+    inv = plan.inversion
+    n = inv.levels
+    coefs = _coefficients(inv.schedule, sigmas)
+    dev = x.device
+    z = inv.latents[n].to(dev).clone()
+    if plan.handle_union is not None and plan.alpha > 0:
+        z = blend_handle(z, plan.handle_union, plan.alpha, _noise(plan.seed, "handle", 1, z.shape, z)[0])
+    for i, k in enumerate(range(n, 0, -1)):
+        c = coefs[k - 1]
+        p_k = plan.preview[k].to(dev)
+        if plan.paste[k - 1] and plan.target_index is not None:
+            z = copy_paste(z, p_k, plan.target_index, plan.target_index)
+        z = keep_outside(z, p_k, plan.edit_mask)
+        if plan.on_level is not None:
+            plan.on_level(k, z)
+        x_in = z * c.scale_in
+        (d,) = _denoised(model, [x_in], [c], (k,), extra_args, plan.swap)
+        keep, noise = _ddim_lower(c)
+        z = d * keep + ((x_in - d) / c.sigma_s) * noise
+        _report(callback, z * c.scale_out, i, c, d)
+    z = keep_outside(z, inv.latents[0].to(dev), plan.edit_mask)   # the original outside the edit area
     return z * coefs[0].scale_out

@@ -46,6 +46,7 @@ def ratio_table(t: dict, parts: dict) -> dict:
     return {
         "full_edit_over_floor": t["full_edit"] / floor,
         "re_edit_over_full_edit": t["re_edit"] / t["full_edit"],
+        "re_edit_cp_over_re_edit": t["re_edit_cp"] / t["re_edit"],
         "re_edit_over_its_floor": t["re_edit"] / (t["bare_calls"] / 2 + parts["vae_decode"]),
         "inversion_batched_over_sequential": t["inversion_batched"] / t["inversion_sequential"],
         "full_edit_over_comfy_sampler": t["full_edit"] / t["comfy_sampler"],
@@ -130,6 +131,7 @@ def report(r: dict, write=None) -> None:
     rows = [
         ("full edit (encode + invert + map + denoise + decode)", "full_edit"),
         ("re-edit, inversion cached (map + denoise + decode)", "re_edit"),
+        ("re-edit, CP then Encode (map + encode + invert + denoise + decode)", "re_edit_cp"),
         ("full edit, kv_cache='cpu'", "full_edit_kv_cpu"),
         (f"full edit at CFG {r['edit_cfg']:g} (negative prompt, both nodes)", "full_edit_cfg"),
         (f"bare UNet calls, batch 1 (x{r['model_calls']})", "bare_calls"),
@@ -151,6 +153,7 @@ def report(r: dict, write=None) -> None:
     n = r["levels"]
     for label, k in (("full edit / floor", "full_edit_over_floor"),
                      ("re-edit / full edit", "re_edit_over_full_edit"),
+                     ("re-edit CP then Encode / Encode then CP", "re_edit_cp_over_re_edit"),
                      ("re-edit / its floor", "re_edit_over_its_floor"),
                      ("inversion batched / sequential", "inversion_batched_over_sequential"),
                      ("full edit / ComfyUI sampler", "full_edit_over_comfy_sampler"),

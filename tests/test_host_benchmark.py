@@ -16,7 +16,7 @@ from support import COMFYUI, REPO
 pytestmark = pytest.mark.host
 
 BENCHMARK = os.path.join(REPO, "scripts", "benchmark.py")
-FIGURES = {"full_edit", "re_edit", "full_edit_kv_cpu", "full_edit_cfg", "bare_calls", "comfy_sampler",
+FIGURES = {"full_edit", "re_edit", "re_edit_cp", "full_edit_kv_cpu", "full_edit_cfg", "bare_calls", "comfy_sampler",
            "inversion_sequential", "inversion_batched", "bare_batched"}
 
 
@@ -30,12 +30,12 @@ def test_smoke_run_reports_every_figure_ratio_and_budget(tmp_path, sd15_checkpoi
     """Every figure is timed and positive, the report prints it with the ratios and a PASS/FAIL line
     per budget of this device, and the JSON carries the same (the GPU check reads it)."""
     out = tmp_path / "bench.json"
-    p = run_benchmark("--quick", "--size", "64", "--sampler-steps", "2", "--ckpt", sd15_checkpoint,
+    p = run_benchmark("--quick", "--size", "64", "--steps", "6", "--sampler-steps", "2", "--ckpt", sd15_checkpoint,
                       "--json", str(out))
     assert p.returncode == 0, p.stderr[-4000:]
     r = json.loads(out.read_text())
     assert set(r["median_s"]) == FIGURES and all(v > 0 for v in r["median_s"].values()), r["median_s"]
-    assert (r["family"], r["size"], r["repeats"], r["levels"], r["vram_limit"]) == ("sd15", 64, 1, 10, None)
+    assert (r["family"], r["size"], r["repeats"], r["levels"], r["vram_limit"]) == ("sd15", 64, 1, 3, None)
     assert r["sd15_attention_layout"]
     # the cache the node estimated before the inversion is the one it filled
     assert r["kv_cache"]["estimate_bytes"] == r["kv_cache"]["bytes"] > 0
@@ -47,7 +47,8 @@ def test_smoke_run_reports_every_figure_ratio_and_budget(tmp_path, sd15_checkpoi
         line = f"{'PASS' if b['pass'] else 'FAIL'}  {b['budget']}: {b['value']:.3f}"
         assert line in p.stdout, (line, p.stdout[-3000:])
     for label in ("full edit (encode + invert + map + denoise + decode)", "inversion alone, batched",
-                  "full edit / floor", "re-edit / its floor", "K/V cache scaled to 512x512"):
+                  "full edit / floor", "re-edit / its floor", "K/V cache scaled to 512x512",
+                  "re-edit, CP then Encode", "full edit at CFG 7.5"):
         assert label in p.stdout, (label, p.stdout[-3000:])
 
 

@@ -2,7 +2,8 @@
 ComfyUI with random-weight models in the real file layouts (SD1.5 checkpoint, SD1.5 ControlNet,
 kohya LoRA), at 128x128 on the CPU.
 
-Each API twin runs as shipped (only file names and the image size changed). Beyond "it runs":
+Each API twin runs as shipped (only file names, the image size and the number of steps changed: 6
+instead of 20, so 3 inversion and 3 denoising steps). Beyond "it runs":
 * ControlNet and LoRA reach the edit: the same graph with the ControlNet's or the LoRA's strength
   at 0 gives another image.
 * Combined prompts keep the image: with the handle region dropped onto itself and no handle noise,
@@ -59,6 +60,8 @@ def load(name: str, size: int = SIZE):
         ins[k]["lora_name"] = LORA
     scale = ins[ids["ImageScale"][0]]
     scale["width"] = scale["height"] = size
+    for k in ids.get("DDPMInvertAndCache", []):   # 3 inversion + 3 denoising steps: the plumbing, on a CPU
+        ins[k]["steps"] = 6
     return prompt, {t: v[0] if len(v) == 1 else v for t, v in ids.items()}
 
 
@@ -134,3 +137,34 @@ def test_upscale_chain_example_writes_the_edit_and_the_upscaled_picture(server):
     big = SIZE * 3 // 2 * 2
     assert saved(server, entry, saves["RegionDrag_upscaled"]).shape == (big, big, 3)
     assert ks not in cached_nodes(entry)
+
+
+@pytest.mark.compat
+def test_cp_then_encode_example_runs_and_a_region_change_keeps_the_inversion(server):
+    """The second method through /prompt: the preview (the pasted image) goes through its own VAE Encode
+    into the sampler; moving the target re-runs the mapping, that VAE Encode and the sampler, not the
+    image's inversion (ComfyUI's cache)."""
+    prompt, ids = load("regiondrag_cp_then_encode_edit")
+    entry = run(server, prompt)
+    first = saved(server, entry, ids["SaveImage"])
+    assert first.shape == (SIZE, SIZE, 3)
+    moved = copy.deepcopy(prompt)
+    pair = moved[ids["RegionMaskPair"]]["inputs"]
+    shapes = json.loads(pair["shapes"])
+    shapes["pairs"][0]["target"]["points"] = [[x - 40, y + 60] for x, y in shapes["pairs"][0]["target"]["points"]]
+    pair["shapes"] = json.dumps(shapes)
+    entry = run(server, moved)
+    cached = cached_nodes(entry)
+    preview_encode = moved[ids["RegionDragKSampler"]]["inputs"]["preview_latent"][0]
+    assert ids["DDPMInvertAndCache"] in cached and ids["RegionDragKSampler"] not in cached
+    assert preview_encode not in cached
+    assert np.abs(saved(server, entry, ids["SaveImage"]) - first).mean() > 0.5
+
+
+@pytest.mark.compat
+def test_region_points_example_runs(server):
+    prompt, ids = load("regiondrag_region_points_edit")
+    assert json.loads(prompt[ids["RegionMaskPair"]]["inputs"]["shapes"])["version"] == 2
+    entry = run(server, prompt)
+    assert saved(server, entry, ids["SaveImage"]).shape == (SIZE, SIZE, 3)
+    assert ids["RegionDragKSampler"] not in cached_nodes(entry)

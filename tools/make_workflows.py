@@ -57,8 +57,15 @@ SPECS = {
     "DDPMInvertAndCache": ([("model", "MODEL"), ("positive", "CONDITIONING"), ("latent", "LATENT")],
                            ["steps", "start_t", "seed"], [("INVERSION", "INVERSION")]),
     "RegionDragKSampler": ([("model", "MODEL"), ("inversion", "INVERSION"), ("drag_map", "DRAG_MAP"),
-                            ("positive", "CONDITIONING")],
+                            ("positive", "CONDITIONING"), ("preview_latent", "LATENT")],
                            ["end_t", "noise_weight", "seed", "mutual_self_attention"], [("LATENT", "LATENT")]),
+}
+# Optional widgets after a node's own ones, in the order ComfyUI shows them, with their defaults: an
+# example that sets one also writes those before it (widgets_values are positional).
+OPTIONAL_WIDGETS = {
+    "DDPMInvertAndCache": [("kv_cache", "auto"), ("inversion_batch", 0), ("kv_layers", "all"), ("cfg", 1.0),
+                           ("method", "Encode then CP")],
+    "RegionDragKSampler": [("cfg", 1.0)],
 }
 SEED_WIDGETS = {"seed"}
 UPLOAD_WIDGETS = {"image": "image"}  # LoadImage's upload button keeps a value in widgets_values
@@ -87,13 +94,19 @@ class Workflow:
     def add(self, type_: str, pos, widgets: dict | None = None, title: str | None = None, **links) -> int:
         inputs, names, _ = SPECS[type_]
         widgets = dict(widgets or {})
-        if set(widgets) != set(names):
-            raise ValueError(f"{type_}: widgets {sorted(widgets)} != {sorted(names)}")
+        optional = OPTIONAL_WIDGETS.get(type_, [])
+        extra = [w for w in widgets if w not in names]
+        if not set(names) <= set(widgets) or not set(extra) <= {o for o, _ in optional}:
+            raise ValueError(f"{type_}: widgets {sorted(widgets)} != {sorted(names)} (+ optional {optional})")
+        last = max((i for i, (o, _) in enumerate(optional) if o in widgets), default=-1)
+        order = list(names) + [o for o, _ in optional[:last + 1]]
+        widgets = {w: widgets.get(w, dict(optional).get(w)) for w in order}
         unknown = set(links) - {n for n, _ in inputs}
         if unknown:
             raise ValueError(f"{type_}: no link input {sorted(unknown)}")
         nid = len(self.nodes) + 1
-        self.nodes.append({"id": nid, "type": type_, "pos": list(pos), "widgets": widgets, "title": title,
+        self.nodes.append({"id": nid, "type": type_, "pos": list(pos), "widgets": widgets, "order": order,
+                           "title": title,
                            "links": {k: (v, 0) if isinstance(v, int) else tuple(v) for k, v in links.items()}})
         return nid
 
@@ -127,7 +140,7 @@ class Workflow:
             outputs = [{"name": name, "type": typ, "links": outs.get((n["id"], i), []), "slot_index": i}
                        for i, (name, typ) in enumerate(SPECS[n["type"]][2])]
             values = []
-            for w in SPECS[n["type"]][1]:
+            for w in n["order"]:
                 values.append(n["widgets"][w])
                 if w in SEED_WIDGETS:
                     values.append("fixed")
@@ -153,21 +166,52 @@ def base(info: str, ckpt="v1-5-pruned-emaonly.safetensors"):
     return w
 
 
-def regiondrag(w: Workflow, model, positive, x=920, save_prefix="RegionDrag"):
+def regiondrag(w: Workflow, model, positive, x=920, save_prefix="RegionDrag", shapes=SHAPES, method=None):
     """RegionMaskPair, mapping, inversion, RegionDrag KSampler, decode, save and the mapping preview.
-    Expects nodes 1 (loader) and 3 (scaled image) and a VAE Encode already added; returns the edit's id."""
+    Expects nodes 1 (loader) and 3 (scaled image) and a VAE Encode already added; returns the edit's id.
+    ``method`` "CP then Encode": the inversion's method, and the preview VAE-encoded into the sampler."""
     enc = w.add("VAEEncode", (x - 220, 360), pixels=3, vae=(1, 2))
-    pair = w.add("RegionMaskPair", (370, 540), {"shapes": SHAPES}, image=3)
+    pair = w.add("RegionMaskPair", (370, 540), {"shapes": shapes}, image=3)
     mapping = w.add("RegionToPointMapping", (830, 540), region_pairs=pair, latent=enc, image=3)
-    inv = w.add("DDPMInvertAndCache", (x, 60), {"steps": 20, "start_t": 0.5, "seed": 0},
+    inv = w.add("DDPMInvertAndCache", (x, 60),
+                {"steps": 20, "start_t": 0.5, "seed": 0, **({"method": method} if method else {})},
                 model=model, positive=positive, latent=enc)
+    extra = {}
+    if method == "CP then Encode":
+        extra["preview_latent"] = w.add("VAEEncode", (x + 120, 540), pixels=(mapping, 1), vae=(1, 2))
     edit = w.add("RegionDragKSampler", (x + 340, 60),
                  {"end_t": 0.2, "noise_weight": 1.0, "seed": 0, "mutual_self_attention": True},
-                 model=model, inversion=inv, drag_map=mapping, positive=positive)
+                 model=model, inversion=inv, drag_map=mapping, positive=positive, **extra)
     dec = w.add("VAEDecode", (x + 680, 60), samples=edit, vae=(1, 2))
     w.add("SaveImage", (x + 680, 160), {"filename_prefix": save_prefix}, images=dec)
     w.add("PreviewImage", (1130, 540), images=(mapping, 1))
     return edit, dec
+
+
+POINTS_SHAPES = json.dumps({"version": 2, "width": 512, "height": 512, "pairs": [
+    {"handle": {"type": "polygon", "points": [[300, 226], [398, 228], [398, 258], [300, 262]]},
+     "points": [{"handle": [310, 244], "target": [318, 206]}, {"handle": [388, 243], "target": [372, 176]}]}]})
+
+
+def cp_then_encode() -> Workflow:
+    w = base("RegionDrag, method 'CP then Encode' (the authors' released tool's second method): the copy-paste "
+             "happens first, in pixels. Region-to-Point Mapping's preview (the pasted image) goes through VAE "
+             "Encode into RegionDrag KSampler's preview_latent; DDPM Invert-and-Cache, method 'CP then Encode', "
+             "inverts the image deterministically and caches its keys/values. When only the regions change, "
+             "ComfyUI re-runs the mapping, the preview's VAE Encode and the sampler (which inverts the preview); "
+             "the image's inversion stays cached.")
+    pos = w.add("CLIPTextEncode", (370, 60), {"text": PROMPT}, clip=(1, 1))
+    regiondrag(w, (1, 0), pos, method="CP then Encode")
+    return w
+
+
+def region_points() -> Workflow:
+    w = base("RegionDrag, region + points (shapes version 2): two handle -> target point pairs inside the handle "
+             "region move the whole region (each pixel follows its 4 nearest point pairs), as the authors' "
+             "released tool's region + points mode. Draw them with the editor's Points tool.")
+    pos = w.add("CLIPTextEncode", (370, 60), {"text": PROMPT}, clip=(1, 1))
+    regiondrag(w, (1, 0), pos, shapes=POINTS_SHAPES)
+    return w
 
 
 def controlnet() -> Workflow:
@@ -221,6 +265,8 @@ def upscale_chain() -> Workflow:
 
 
 EXAMPLES = {
+    "regiondrag_cp_then_encode_edit": cp_then_encode,
+    "regiondrag_region_points_edit": region_points,
     "regiondrag_controlnet_edit": controlnet,
     "regiondrag_lora_edit": lora,
     "regiondrag_combined_prompts_edit": combined_prompts,

@@ -131,7 +131,7 @@ def report(r: dict, write=None) -> None:
     rows = [
         ("full edit (encode + invert + map + denoise + decode)", "full_edit"),
         ("re-edit, inversion cached (map + denoise + decode)", "re_edit"),
-        ("re-edit, CP then Encode (map + encode + invert + denoise + decode)", "re_edit_cp"),
+        ("re-edit, CP then Encode (+ preview encode, invert)", "re_edit_cp"),
         ("full edit, kv_cache='cpu'", "full_edit_kv_cpu"),
         (f"full edit at CFG {r['edit_cfg']:g} (negative prompt, both nodes)", "full_edit_cfg"),
         (f"bare UNet calls, batch 1 (x{r['model_calls']})", "bare_calls"),

@@ -48,7 +48,7 @@ def test_smoke_run_reports_every_figure_ratio_and_budget(tmp_path, sd15_checkpoi
         assert line in p.stdout, (line, p.stdout[-3000:])
     for label in ("full edit (encode + invert + map + denoise + decode)", "inversion alone, batched",
                   "full edit / floor", "re-edit / its floor", "K/V cache scaled to 512x512",
-                  "re-edit, CP then Encode", "full edit at CFG 7.5"):
+                  "re-edit, CP then Encode (+ preview encode, invert)", "full edit at CFG 7.5"):
         assert label in p.stdout, (label, p.stdout[-3000:])
 
 

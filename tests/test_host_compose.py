@@ -16,7 +16,7 @@ import torch
 
 pytestmark = pytest.mark.host
 
-STEPS, START_T = 10, 0.5   # 5 inversion + 5 denoising steps: every property below holds per step
+STEPS, START_T = 6, 0.5    # 3 inversion + 3 denoising steps: every property below holds per step
 H = W = 16                 # latent 16x16 (128x128 image)
 BOUND = 1e-3               # the plain single-prompt case's bound (tests/test_host_sampling.py)
 

@@ -262,8 +262,8 @@ def _inputs(cls, given):
 
 
 # latent 16x16 (128x128): at 8x8 the deepest blocks are 1x1 and FreeU_V2 divides by max - min = 0 (NaN with
-# or without RegionDrag). 2 inversion + 2 denoising steps.
-SWEEP_SIDE, SWEEP_STEPS = 16, 4
+# or without RegionDrag). One inversion and one denoising step: each patch acts on every UNet call.
+SWEEP_SIDE, SWEEP_STEPS = 16, 2
 
 
 def test_every_model_patch_node_composes_or_is_refused_by_name(env, sd15, addon_files, record_property):

@@ -50,6 +50,24 @@ pytestmark = [
 # ------------------------------------------------------------------------------ fixtures
 
 
+def preview_against_backend(ui, entry, ids, node, screenshot=None):
+    """The editor's in-canvas preview (toggled on, read, toggled off) against Region-to-Point Mapping's
+    preview output of the queued run: (pixels the edit changed, pixels where the two differ), each a
+    boolean map of pixels off by more than 30 levels."""
+    from PIL import Image
+    ui.button("preview")
+    ui.page.wait_for_function(f"(id) => !!{APP}.graph.getNodeById(id).regionEditor.view.previewCache", arg=node)
+    url = ui.eval(f"(id) => {APP}.graph.getNodeById(id).regionEditor.view.previewCache.canvas.toDataURL('image/png')",
+                  node)
+    if screenshot:
+        ui.screenshot(screenshot, [ids["load"], node])
+    ui.button("preview")
+    mine = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")).astype(int)
+    backend = output_image(ui, entry, ids["copy_preview"]).astype(int)
+    source = np.asarray(Image.open(os.path.join(ui.server.input_dir, IMAGE_NAME)).convert("RGB")).astype(int)
+    return np.abs(backend - source).max(-1) > 30, np.abs(mine - backend).max(-1) > 30
+
+
 @pytest.fixture(scope="module")
 def browser():
     # Module scope: Playwright's sync API runs an event loop in this thread while it is open, and the
@@ -244,18 +262,8 @@ def test_queued_regions_and_in_canvas_preview_equal_the_backends(ui, drawn):
     shown = ui.eval("(id) => [...document.querySelectorAll(`[data-node-id='${id}'] .image-preview, [data-node-id='${id}'] img`)]"
                     ".filter(e => e.offsetParent && e.getBoundingClientRect().height > 8).length", node)
     assert shown == 0, f"{shown} output image(s) shown in the RegionMaskPair node"
-    ui.button("preview")
-    ui.page.wait_for_function(f"(id) => !!{APP}.graph.getNodeById(id).regionEditor.view.previewCache", arg=node)
-    url = ui.eval(f"(id) => {APP}.graph.getNodeById(id).regionEditor.view.previewCache.canvas.toDataURL('image/png')",
-                  node)
-    ui.screenshot(f"regiondrag_editor_preview_{ui.renderer}.png", [ids["load"], node])
-    ui.button("preview")
-    from PIL import Image
-    mine = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")).astype(int)
-    backend = output_image(ui, entry, ids["copy_preview"]).astype(int)
-    source = np.asarray(Image.open(os.path.join(ui.server.input_dir, IMAGE_NAME)).convert("RGB")).astype(int)
-    changed = np.abs(backend - source).max(-1) > 30
-    differ = np.abs(mine - backend).max(-1) > 30
+    changed, differ = preview_against_backend(ui, entry, ids, node,
+                                              screenshot=f"regiondrag_editor_preview_{ui.renderer}.png")
     assert changed.sum() > 1000  # the edit moves visible content
     assert differ.sum() == 0, f"{differ.sum()} of {changed.sum()} edited pixels differ"
 
@@ -414,17 +422,7 @@ def test_points_pair_queues_and_previews_as_the_backend(ui):
     ui.page.wait_for_function(f"(id) => ({APP}.graph.getNodeById(id).regionEditor.bgUrl || '').includes('type=temp')",
                               arg=node, timeout=20_000)
     ui.wait_background()
-    ui.button("preview")
-    ui.page.wait_for_function(f"(id) => !!{APP}.graph.getNodeById(id).regionEditor.view.previewCache", arg=node)
-    url = ui.eval(f"(id) => {APP}.graph.getNodeById(id).regionEditor.view.previewCache.canvas.toDataURL('image/png')",
-                  node)
-    ui.button("preview")
-    from PIL import Image
-    mine = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")).astype(int)
-    backend = output_image(ui, entry, ids["copy_preview"]).astype(int)
-    source = np.asarray(Image.open(os.path.join(ui.server.input_dir, IMAGE_NAME)).convert("RGB")).astype(int)
-    changed = np.abs(backend - source).max(-1) > 30
-    differ = np.abs(mine - backend).max(-1) > 30
+    changed, differ = preview_against_backend(ui, entry, ids, node)
     assert changed.sum() > 500  # the point pairs move visible content
     assert differ.sum() == 0, f"{differ.sum()} of {changed.sum()} edited pixels differ"
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = [pytest.mark.host, pytest.mark.compat]
+# Every test here is `compat` but the 256x256 end-to-end run: the older hosts' server, cache and errors are
+# covered by the others and by the workflow tests (tests/test_host_workflows.py), at a quarter of its time.
+pytestmark = pytest.mark.host
 
 NODE_IDS = {
     "RegionMaskPair": "RegionMaskPair",
@@ -13,6 +15,7 @@ NODE_IDS = {
 }
 
 
+@pytest.mark.compat
 def test_nodes_listed_with_display_names_and_tooltips(comfy_server):
     info = comfy_server.client.get("/object_info")
     for node_id, display in NODE_IDS.items():
@@ -30,6 +33,7 @@ def test_nodes_listed_with_display_names_and_tooltips(comfy_server):
     assert info["RegionDragKSampler"]["output"] == ["LATENT"]
 
 
+@pytest.mark.compat
 def test_web_extension_is_served(comfy_server):
     exts = comfy_server.client.get("/extensions")
     assert any(e.startswith("/extensions/ComfyUI-RegionDrag/") and e.endswith(".js") for e in exts), exts
@@ -66,6 +70,7 @@ def mapping_graph(image, shapes, size):
     }
 
 
+@pytest.mark.compat
 def test_mapping_graph_runs_and_previews_the_copy_paste(comfy_server):
     name = write_test_image(comfy_server)
     shapes = shapes_json(128, [[16, 16], [48, 16], [48, 48], [16, 48]], [[72, 64], [104, 64], [104, 96], [72, 96]])
@@ -82,6 +87,7 @@ def _node_errors(exc):
     return body.get("node_errors", {}), body
 
 
+@pytest.mark.compat
 def test_malformed_shapes_rejected_before_running_with_clear_message(comfy_server):
     name = write_test_image(comfy_server)
     with pytest.raises(PromptError) as e:
@@ -95,6 +101,7 @@ def test_malformed_shapes_rejected_before_running_with_clear_message(comfy_serve
     (shapes_json(128, [[10, 10], [20, 20], [30, 30]], [[60, 60], [90, 60], [90, 90]]), "pair 1"),
     (shapes_json(128, [[300, 300], [340, 300], [340, 340]], [[60, 60], [90, 60], [90, 90]]), "outside"),
 ])
+@pytest.mark.compat
 def test_bad_regions_fail_with_node_input_and_fix(comfy_server, shapes, expect):
     name = write_test_image(comfy_server)
     try:
@@ -106,6 +113,7 @@ def test_bad_regions_fail_with_node_input_and_fix(comfy_server, shapes, expect):
     assert "RegionMaskPair / shapes" in msg and expect in msg, msg
 
 
+@pytest.mark.compat
 def test_mask_size_must_match_latent(comfy_server):
     name = write_test_image(comfy_server)
     g = mapping_graph(name, shapes_json(128, [[16, 16], [48, 16], [48, 48]], [[72, 64], [104, 64], [104, 96]]), 128)

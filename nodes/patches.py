@@ -8,6 +8,7 @@ fails inside the edit into a message that names it instead of a raw Python error
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
@@ -17,6 +18,7 @@ import torch
 import comfy.model_management
 
 from ..regiondrag_core.errors import RegionDragInputError
+from ..regiondrag_core.kvbank import KVMismatch
 
 log = logging.getLogger("RegionDrag")
 
@@ -96,7 +98,7 @@ def _patch_node_ids(model) -> set:
     return {node_id for fn in patch_functions(model) for node_id, _ in by_module.get(_module_of(fn), [])}
 
 
-def check_guidance(model, negative, cfg, node_input_negative: str = "negative") -> None:
+def check_guidance(model, negative, cfg) -> None:
     """Before sampling: the CFG scale, the negative prompt and the patches on ``model`` fit together.
 
     A patch that needs the unconditional prediction (it disables ComfyUI's CFG-1 shortcut, as
@@ -107,13 +109,13 @@ def check_guidance(model, negative, cfg, node_input_negative: str = "negative") 
     options = getattr(model, "model_options", {}) or {}
     if negative is None and not math.isclose(float(cfg), 1.0):
         raise RegionDragInputError(
-            node_input_negative, f"is not connected, but cfg is {cfg}: classifier-free guidance needs a negative "
+            "negative", f"is not connected, but cfg is {cfg}: classifier-free guidance needs a negative "
             "prompt to guide away from.",
             "Connect a negative prompt (CLIP Text Encode; an empty prompt works), or set cfg to 1.0.")
     if negative is None and options.get("disable_cfg1_optimization", False):
         names = ", ".join(patch_names(model)) or "a patch on the model"
         raise RegionDragInputError(
-            node_input_negative,
+            "negative",
             f"is not connected, but the model carries {names}, which needs the unconditional (negative) "
             "prediction at every step; RegionDrag computes it only when a negative prompt is given.",
             "Connect a negative prompt (an empty prompt works) to both DDPM Invert-and-Cache and RegionDrag "
@@ -138,18 +140,31 @@ def extra_passes(model) -> int:
     return len(options.get("sampler_post_cfg_function", []) or [])
 
 
-def named_failure(model, error: Exception, node_input: str = "model"):
+@contextlib.contextmanager
+def patch_failures_named(model):
+    """Around sampling with ``model``: an error out of it becomes :func:`named_failure`'s, when it has one."""
+    try:
+        yield
+    except Exception as e:
+        named = named_failure(model, e)
+        if named is None:
+            raise
+        raise named from e
+
+
+def named_failure(model, error: Exception):
     """The error to raise for ``error`` out of sampling: a RegionDragInputError naming the model's patches
-    when it carries any, else None (re-raise as is). Interruptions and out-of-memory pass unchanged."""
+    when it carries any, else None (re-raise as is). Interruptions, out-of-memory and the pack's own errors
+    (a K/V mismatch is the conditioning's, not a patch's) pass unchanged."""
     out_of_memory = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", MemoryError)
-    if isinstance(error, (RegionDragInputError, comfy.model_management.InterruptProcessingException,
+    if isinstance(error, (RegionDragInputError, KVMismatch, comfy.model_management.InterruptProcessingException,
                           out_of_memory, MemoryError)):
         return None
     names = patch_names(model)
     if not names:
         return None
     return RegionDragInputError(
-        node_input, f"carries {', '.join(names)}, and a patch failed inside the edit: "
+        "model", f"carries {', '.join(names)}, and a patch failed inside the edit: "
         f"{type(error).__name__}: {error}",
         "Remove that patch node from the MODEL that feeds DDPM Invert-and-Cache and RegionDrag KSampler, or "
         "check its settings; the edit itself runs without it.")

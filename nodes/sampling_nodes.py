@@ -17,7 +17,7 @@ from ..regiondrag_core.sampling import (CP_THEN_ENCODE, ENCODE_THEN_CP, METHODS,
 from ..regiondrag_core.schedule import make_schedule
 from .errors import node_errors
 from .memory import inversion_plan, kv_cache_estimate, kv_owner, staging_for
-from .patches import check_guidance, extra_passes, named_failure, uses_uncond
+from .patches import check_guidance, extra_passes, patch_failures_named, uses_uncond
 from .model_patch import (attention, check_model, model_signature, patched_clone, self_attention_blocks,
                           sigma_of_timestep)
 from .sampler import conditioning_split_key, latent_out, run_sampler
@@ -172,14 +172,9 @@ def run_inversion(model, positive, latent, steps, start_t, seed, kv_cache="auto"
         split_key=conditioning_split_key(model, positive, schedule, negative),
         latent_image=samples.detach().to(device="cpu", dtype=torch.float32).clone())
     sigmas = torch.tensor(schedule.sigmas, dtype=torch.float32)
-    try:
+    with patch_failures_named(model):
         run_sampler(patched, positive, samples, sigmas, sample_ode_invert if ode else sample_ddpm_invert,
                     {"recorder": recorder}, seed, swap=swap, negative=negative, cfg=cfg)
-    except Exception as e:
-        named = named_failure(model, e)
-        if named is None:
-            raise
-        raise named from e
     inv = recorder.result
     _check_patch_ran(swap, recorder.layers, range(1, inv.levels + 1))
     inv = dataclasses.replace(inv, owner=kv_owner(inv.bank, model.load_device), model_signature=model_signature(model),
@@ -325,18 +320,15 @@ def run_drag(model, inversion, drag_map, positive, end_t, noise_weight, seed, ed
     if image is None:
         image = torch.zeros(inversion.latent_shape, dtype=torch.float32)
     try:
-        if cp_first:   # the pasted preview, inverted as the original was (deterministically), no K/V
-            plan.preview = _invert_preview(model, positive, preview, inversion, seed, negative, cfg)
-        patched = patched_clone(model, swap, inversion.owner, inversion.layers)
-        samples = run_sampler(patched, positive, image, sigmas, sample_cp_then_encode if cp_first else sample_regiondrag,
-                              {"plan": plan}, seed, swap=swap, negative=negative, cfg=cfg)
+        with patch_failures_named(model):
+            if cp_first:   # the pasted preview, inverted as the original was (deterministically), no K/V
+                plan.preview = _invert_preview(model, positive, preview, inversion, seed, negative, cfg)
+            patched = patched_clone(model, swap, inversion.owner, inversion.layers)
+            samples = run_sampler(patched, positive, image, sigmas,
+                                  sample_cp_then_encode if cp_first else sample_regiondrag,
+                                  {"plan": plan}, seed, swap=swap, negative=negative, cfg=cfg)
     except KVMismatch as e:
         raise _mismatch_error(e, positive) from None
-    except Exception as e:
-        named = named_failure(model, e)
-        if named is None:
-            raise
-        raise named from e
     if mutual_self_attention:
         _check_patch_ran(swap, inversion.layers, range(1, inversion.levels + 1))
     if inversion.latent_image is not None:

@@ -42,6 +42,21 @@ def sd15_prompt_and_latent(sd15, comfyui, side: int = 16):
     return model, positive, latent
 
 
+def run_node(nodes, name, **inputs):
+    """Call a ComfyUI node by id, classic (FUNCTION) or V3 (execute, awaited when async), returning its
+    outputs as a tuple."""
+    import asyncio
+    import inspect
+    cls = nodes[name]
+    if hasattr(cls, "FUNCTION"):
+        out = getattr(cls(), cls.FUNCTION)(**inputs)
+    else:
+        out = cls.execute(**inputs)
+    if inspect.isawaitable(out):
+        out = asyncio.run(out)
+    return tuple(out.args) if hasattr(out, "args") else tuple(out)
+
+
 def start_server(request, checkpoints, **kwargs):
     """A real ComfyUI server (``main.py``, CPU where no GPU) with only this pack, closed when the
     requesting fixture's scope ends; a server that does not come up fails the test with its log."""

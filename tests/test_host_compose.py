@@ -14,20 +14,13 @@ import sys
 import pytest
 import torch
 
+from support import run_node
+
 pytestmark = pytest.mark.host
 
 STEPS, START_T = 6, 0.5    # 3 inversion + 3 denoising steps: every property below holds per step
 H = W = 16                 # latent 16x16 (128x128 image)
 BOUND = 1e-3               # the plain single-prompt case's bound (tests/test_host_sampling.py)
-
-
-def run_node(nodes, name, **inputs):
-    """Call a ComfyUI node by id, classic (FUNCTION) or V3 (execute), returning its outputs as a tuple."""
-    cls = nodes[name]
-    if hasattr(cls, "FUNCTION"):
-        return getattr(cls(), cls.FUNCTION)(**inputs)
-    out = cls.execute(**inputs)
-    return tuple(out.args) if hasattr(out, "args") else tuple(out)
 
 
 @pytest.fixture(scope="module")

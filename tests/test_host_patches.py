@@ -11,7 +11,6 @@ patch node is covered without editing this file.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import time
@@ -19,24 +18,12 @@ import time
 import pytest
 import torch
 
-from support import LogLines
+from support import LogLines, run_node
 
 pytestmark = pytest.mark.host
 
 SIDE = 16                 # latent 16x16 (128x128): the middle block sees 2x2 tokens, enough for PAG and SAG to act
 STEPS, START_T = 6, 0.5   # 3 inversion + 3 denoising steps
-
-
-def run_node(nodes, name, **inputs):
-    """Call a ComfyUI node by id, classic (FUNCTION) or V3 (execute), returning its outputs as a tuple."""
-    cls = nodes[name]
-    if hasattr(cls, "FUNCTION"):
-        out = getattr(cls(), cls.FUNCTION)(**inputs)
-    else:
-        out = cls.execute(**inputs)
-    if inspect.isawaitable(out):
-        out = asyncio.run(out)
-    return tuple(out.args) if hasattr(out, "args") else tuple(out)
 
 
 @pytest.fixture(scope="module")

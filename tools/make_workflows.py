@@ -200,17 +200,20 @@ def cp_then_encode() -> Workflow:
              "inverts the image deterministically and caches its keys/values. When only the regions change, "
              "ComfyUI re-runs the mapping, the preview's VAE Encode and the sampler (which inverts the preview); "
              "the image's inversion stays cached.")
-    pos = w.add("CLIPTextEncode", (370, 60), {"text": PROMPT}, clip=(1, 1))
-    regiondrag(w, (1, 0), pos, method="CP then Encode")
-    return w
+    return one_prompt_edit(w, method="CP then Encode")
 
 
 def region_points() -> Workflow:
     w = base("RegionDrag, region + points (shapes version 2): two handle -> target point pairs inside the handle "
              "region move the whole region (each pixel follows its 4 nearest point pairs), as the authors' "
              "released tool's region + points mode. Draw them with the editor's Points tool.")
+    return one_prompt_edit(w, shapes=POINTS_SHAPES)
+
+
+def one_prompt_edit(w: Workflow, **options) -> Workflow:
+    """The example prompt and the RegionDrag nodes (``options`` for :func:`regiondrag`) on the base nodes."""
     pos = w.add("CLIPTextEncode", (370, 60), {"text": PROMPT}, clip=(1, 1))
-    regiondrag(w, (1, 0), pos, shapes=POINTS_SHAPES)
+    regiondrag(w, (1, 0), pos, **options)
     return w
 
 

@@ -35,6 +35,26 @@ export function copyPastePreview(image, W, H, pairs) {
   return c;
 }
 
+/**
+ * A line from (x0, y0) to (x1, y1) with an arrow head at its end (unit direction (ux, uy), head length
+ * `head`, half-width `spread` of it), stroked once per [style, width] in `strokes` (an outline first).
+ */
+function strokeArrow(ctx, x0, y0, x1, y1, ux, uy, head, spread, strokes) {
+  for (const [style, width] of strokes) {
+    ctx.beginPath();
+    ctx.moveTo(x0, y0);
+    ctx.lineTo(x1, y1);
+    ctx.moveTo(x1 - ux * head - uy * head * spread, y1 - uy * head + ux * head * spread);
+    ctx.lineTo(x1, y1);
+    ctx.lineTo(x1 - ux * head + uy * head * spread, y1 - uy * head - ux * head * spread);
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+    ctx.lineWidth = width;
+    ctx.strokeStyle = style;
+    ctx.stroke();
+  }
+}
+
 export class RegionView {
   /** `canvas`: the editor's canvas; `model`: a ShapesModel. */
   constructor(canvas, model) {
@@ -261,19 +281,7 @@ export class RegionView {
     const grad = ctx.createLinearGradient(sx, sy, ex, ey);
     grad.addColorStop(0, COLORS.handle.solid);
     grad.addColorStop(1, COLORS.target.solid);
-    for (const [style, width] of [["rgba(0,0,0,0.7)", 5 * dpr], [grad, 2.5 * dpr]]) {
-      ctx.beginPath();
-      ctx.moveTo(sx, sy);
-      ctx.lineTo(ex, ey);
-      ctx.moveTo(ex - ux * head - uy * head * 0.55, ey - uy * head + ux * head * 0.55);
-      ctx.lineTo(ex, ey);
-      ctx.lineTo(ex - ux * head + uy * head * 0.55, ey - uy * head - ux * head * 0.55);
-      ctx.lineCap = "round";
-      ctx.lineJoin = "round";
-      ctx.lineWidth = width;
-      ctx.strokeStyle = style;
-      ctx.stroke();
-    }
+    strokeArrow(ctx, sx, sy, ex, ey, ux, uy, head, 0.55, [["rgba(0,0,0,0.7)", 5 * dpr], [grad, 2.5 * dpr]]);
   }
 
   /**
@@ -289,19 +297,7 @@ export class RegionView {
     if (len > 1) {
       const ux = (x1 - x0) / len, uy = (y1 - y0) / len;
       const head = Math.min(10 * dpr, len * 0.6);
-      for (const [style, width] of [["rgba(0,0,0,0.75)", 5 * dpr], ["#fff", 2.5 * dpr]]) {
-        ctx.beginPath();
-        ctx.moveTo(x0, y0);
-        ctx.lineTo(x1, y1);
-        ctx.moveTo(x1 - ux * head - uy * head * 0.5, y1 - uy * head + ux * head * 0.5);
-        ctx.lineTo(x1, y1);
-        ctx.lineTo(x1 - ux * head + uy * head * 0.5, y1 - uy * head - ux * head * 0.5);
-        ctx.lineCap = "round";
-        ctx.lineJoin = "round";
-        ctx.lineWidth = width;
-        ctx.strokeStyle = style;
-        ctx.stroke();
-      }
+      strokeArrow(ctx, x0, y0, x1, y1, ux, uy, head, 0.5, [["rgba(0,0,0,0.75)", 5 * dpr], ["#fff", 2.5 * dpr]]);
     }
     for (const [u, v, c, r, end] of [[x0, y0, COLORS.handle.solid, 5, "handle"], [x1, y1, COLORS.target.solid, 3.5, "target"]]) {
       ctx.beginPath();

@@ -151,6 +151,34 @@ def test_guidance_inputs_are_checked_before_sampling(env):
                                    "the inversion ran with")
 
 
+@pytest.mark.compat
+def test_an_ip_adapter_style_cross_attention_patch_reconstructs_exactly(env):
+    """An attn2 replace on every cross-attention layer that adds attention over extra image tokens, as
+    IP-Adapter packs install it: it runs in both halves (counted), changes the model's prediction, and the
+    no-region edit still gives the input back bit for bit."""
+    hc, N, model, positive, negative, latent = env
+    import comfy.ldm.modules.attention as attention
+    m = model.clone()
+    calls = []
+    tokens = torch.randn(1, 4, 1280, generator=torch.Generator().manual_seed(9))   # "image prompt" keys/values
+
+    def ip_adapter(q, k, v, extra_options):
+        calls.append(1)
+        heads = extra_options["n_heads"]
+        out = attention.optimized_attention(q, k, v, heads)
+        ip = tokens.to(q.dtype).repeat(q.shape[0], 1, 1)[..., :k.shape[-1]]
+        return out + 0.5 * attention.optimized_attention(q, ip, ip, heads)
+
+    for block, numbers in (("input", (1, 2, 4, 5, 7, 8)), ("middle", (0,)), ("output", range(3, 12))):
+        for number in numbers:
+            m.set_model_attn2_replace(ip_adapter, block, number)
+    out, inv = reconstruct(env, m)
+    assert len(calls) == 16 * 2 * inv.levels   # 16 cross-attention layers, every UNet call of both halves
+    assert torch.equal(out, latent["samples"]), _err(out, latent)
+    _, plain_inv = reconstruct(env, model)
+    assert not torch.equal(inv.posterior_means[0], plain_inv.posterior_means[0])   # the patch acts
+
+
 def test_a_patch_that_fails_inside_the_edit_is_named(env):
     """A post-CFG patch that raises: the message names the patch and the fix, the model is left alone."""
     hc, N, model, positive, negative, latent = env

@@ -158,6 +158,9 @@ CASES = [
      "RegionMaskPair", "shapes", "has both a \"target\" shape and \"points\""),
     ("points in a version 1 document", _points([[[16, 16], [40, 38]]], version=1), "RegionMaskPair", "shapes",
      "need \"version\": 2"),
+    # the "CP then Encode" method needs the pasted preview's latent
+    ("CP then Encode inversion without preview_latent", _set(INV, method="CP then Encode"), "RegionDragKSampler",
+     "preview_latent", "is not connected, but the INVERSION was made with method 'CP then Encode'"),
     # guidance: negative prompt, cfg and the patches that need them
     ("cfg 7.5 without a negative prompt", _set(INV, cfg=7.5), "DDPMInvertAndCache", "negative",
      "classifier-free guidance needs a negative"),

@@ -21,5 +21,7 @@ points.py     regiondrag_points.js           region + points: a region moved by 
 ============  =============================  ==================================================
 
 The rest is backend only: schedule.py (timesteps, DDPM step math), sampling.py (the two sampler
-functions, the ``Inversion`` value), kvbank.py (the self-attention K/V cache and swap), errors.py.
+functions, the ``Inversion`` value), kvbank.py (the self-attention K/V cache and swap), errors.py,
+dragbench.py (DragBench samples read through a restricted unpickler, the released evaluator's Mean
+Distance math, a side-by-side picture, a synthetic set in the same format).
 """

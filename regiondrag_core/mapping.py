@@ -9,6 +9,8 @@ pointing at the handle pixel whose latent is copied there. Points are ``(x, y)``
   :func:`.points.map_region_points`, called by :func:`map_pair`.
 * :func:`build_drag_map` — all pairs of a graph at latent resolution, as a :class:`DragMap`.
 * :func:`preview_image` — the pixel copy-paste preview the authors' UI shows.
+* :func:`point_pairs`, :func:`drag_map_from_pairs` — explicit dense pixel pairs (DragBench's
+  ``meta_data_region.pkl``) as a :class:`DragMap`, the way the released ``drag`` uses them.
 
 Sizes are ``(H, W)``; coordinates use pixel centres at integers (OpenCV's convention), and
 rescaling between resolutions is pixel-centre aligned: ``x_lat = (x_img + 0.5) / 8 - 0.5``.
@@ -41,6 +43,10 @@ __all__ = [
     "map_pair",
     "preview_image",
     "LATENT_FACTOR",
+    "PointPairs",
+    "point_pairs",
+    "drag_map_from_pairs",
+    "MAX_POINT_PAIRS",
 ]
 
 LATENT_FACTOR = 8
@@ -516,3 +522,144 @@ def preview_image(image, pairs: list[RegionPair], input_name: str = "image") -> 
         hxy, txy, _, _ = map_pair(pair, 1)
         out[txy[:, 1], txy[:, 0]] = img[hxy[:, 1], hxy[:, 0]]
     return out
+
+
+# ------------------------------------------------------------------ explicit point pairs
+
+MAX_POINT_PAIRS = 1_000_000   # a DragBench-DR sample holds ~10^4..10^5 dense pairs
+
+
+@dataclass(frozen=True, eq=False)
+class PointPairs:
+    """Explicit handle->target pixel point pairs ``(x, y)``, int64 ``(N, 2)`` each, on an image of
+    ``image_size = (H, W)``; row ``i`` of ``handle`` moves to row ``i`` of ``target``. Build it with
+    :func:`point_pairs`, which validates. (``eq=False``: compared and hashed by identity, since numpy
+    arrays have no single truth value.)"""
+
+    handle: np.ndarray
+    target: np.ndarray
+    image_size: tuple[int, int]
+
+    def __len__(self) -> int:
+        return int(len(self.handle))
+
+
+def _image_size(image_size, input_name: str) -> tuple[int, int]:
+    try:
+        H, W = (int(v) for v in image_size)
+    except (TypeError, ValueError, OverflowError):
+        H = W = 0
+    if not (0 < H <= MAX_SIDE and 0 < W <= MAX_SIDE):
+        raise RegionDragInputError(input_name, f"the image size must be (H, W) with 1..{MAX_SIDE} px on each side, "
+                                   f"got {image_size!r}.", "Pass the size of the image the points were placed on.")
+    return H, W
+
+
+def _pixel_points(pts, size, input_name: str, side: str) -> np.ndarray:
+    """``pts`` as int64 ``(N, 2)`` pixel indices inside ``size``; non-integer coordinates are floored."""
+    if hasattr(pts, "detach"):
+        pts = pts.detach().cpu().numpy()
+    try:
+        arr = np.asarray(pts)
+    except (TypeError, ValueError):   # ragged lists
+        arr = np.zeros((0, 0), object)
+    if arr.size == 0 and arr.ndim == 1:
+        arr = arr.reshape(0, 2)
+    if arr.dtype.kind not in "iuf" or arr.ndim != 2 or arr.shape[1] != 2:
+        raise RegionDragInputError(input_name, f"the {side} points must be an (N, 2) array of numbers [x, y], got "
+                                   f"{arr.dtype} with shape {list(arr.shape)}.", "Give one [x, y] pixel per point.")
+    if len(arr) > MAX_POINT_PAIRS:
+        raise RegionDragInputError(input_name, f"{len(arr):,} {side} points; the limit is {MAX_POINT_PAIRS:,}.",
+                                   "Use fewer point pairs (a region pair maps them at latent resolution).")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise RegionDragInputError(input_name, f"a {side} point has a non-finite coordinate.",
+                                       "Use finite pixel coordinates.")
+        if (arr != np.floor(arr)).any():
+            log.debug("%s: non-integer %s coordinates floored to pixel indices", input_name, side)
+    H, W = size
+    out = (arr[:, 0] < 0) | (arr[:, 0] >= W) | (arr[:, 1] < 0) | (arr[:, 1] >= H)
+    if out.any():
+        i = int(np.flatnonzero(out)[0])
+        raise RegionDragInputError(
+            input_name, f"{int(out.sum())} {side} point(s) lie outside the {W}x{H} image, the first is point {i + 1} "
+            f"at ({arr[i, 0]}, {arr[i, 1]}).", f"Keep every point inside 0 <= x < {W}, 0 <= y < {H}.")
+    return np.floor(arr).astype(np.int64) if arr.dtype.kind == "f" else arr.astype(np.int64)
+
+
+def point_pairs(handle, target, image_size, input_name: str = "drag_points") -> PointPairs:
+    """Validate handle->target pixel point pairs into a :class:`PointPairs`.
+
+    ``handle``, ``target``: ``(N, 2)`` ``(x, y)`` pixel coordinates (arrays, tensors or lists), the same
+    ``N >= 1`` (at most :data:`MAX_POINT_PAIRS`); ``image_size = (H, W)``. Integer coordinates are pixel
+    indices. Non-integer ones are floored to the pixel index they fall in (``[i, i + 1)``): the released
+    code's ``.long()`` cast, which truncates, gives the same for every coordinate inside the image, and a
+    coordinate must lie in ``0 <= x < W``, ``0 <= y < H`` before flooring. Raises
+    :class:`RegionDragInputError` otherwise.
+    """
+    size = _image_size(image_size, input_name)
+    hp = _pixel_points(handle, size, input_name, "handle")
+    tp = _pixel_points(target, size, input_name, "target")
+    if len(hp) != len(tp):
+        raise RegionDragInputError(input_name, f"{len(hp)} handle points but {len(tp)} target points.",
+                                   "Give one target point per handle point.")
+    if not len(hp):
+        raise RegionDragInputError(input_name, "there are no point pairs.", "Give at least one handle->target pair.")
+    return PointPairs(handle=hp, target=tp, image_size=size)
+
+
+def drag_map_from_pairs(pairs: PointPairs, latent_size, input_name: str = "drag_points") -> DragMap:
+    """A :class:`DragMap` of explicit dense pixel pairs, as the released ``drag`` uses them.
+
+    The released code scales pixel points with ``source // 8; target // 8`` and pastes
+    ``latent[target] = hook[source]``; its blur covers all source points. Here:
+
+    * ``image_size`` must be 8x ``latent_size = (h, w)`` within < 8 px (as :func:`build_drag_map`); when
+      it is not a multiple of 8, the points are first shifted by the same centred crop VAE Encode makes.
+    * Latent point = pixel ``// 8``. Pairs whose handle or target falls outside the ``w x h`` grid after
+      the crop are dropped (the released code would index out of range).
+    * Where several pairs land on the same target latent pixel, the **last** pair wins (the released
+      indexed assignment leaves this to the device; later pairs win in :func:`build_drag_map` too).
+    * ``handle_xy``/``target_xy``: one row per target latent pixel, raster order of the target.
+      ``handle_union``: every kept pair's handle latent point, winners or not (the released blur);
+      ``target_union``: every kept target latent point. ``num_pairs`` is 1 (one set of pairs).
+
+    No pair left on the grid raises :class:`RegionDragInputError`.
+    """
+    H, W = pairs.image_size
+    h, w = int(latent_size[0]), int(latent_size[1])
+    f = LATENT_FACTOR
+    if not (0 <= H - h * f < f and 0 <= W - w * f < f):
+        raise RegionDragInputError(
+            "latent", f"the points are on a {W}x{H} px image but the latent is {w}x{h} (= {w * f}x{h * f} px).",
+            "The image must be 8× the latent size; use the same image for VAE Encode.")
+    shift = np.array([(W % f) // 2, (H % f) // 2], np.int64)   # VAE Encode's centred crop, (x, y)
+    hl = (pairs.handle - shift) // f
+    tl = (pairs.target - shift) // f
+    ok = ((hl >= 0) & (hl < (w, h))).all(axis=1) & ((tl >= 0) & (tl < (w, h))).all(axis=1)
+    if not ok.any():
+        raise RegionDragInputError(
+            input_name, f"none of the {len(ok)} point pairs lies on the {w}x{h} latent grid of the {W}x{H} image "
+            "(after VAE Encode's centred crop to a multiple of 8 px).",
+            "Place the points inside the image that is VAE-encoded.")
+    if not ok.all():
+        log.debug("%s: %d of %d point pairs fall outside the %dx%d latent grid; dropped",
+                  input_name, int((~ok).sum()), len(ok), w, h)
+    hl, tl = hl[ok], tl[ok]
+    hflat = hl[:, 1] * w + hl[:, 0]
+    tflat = tl[:, 1] * w + tl[:, 0]
+    # Last pair wins: the first occurrence in the reversed order; np.unique sorts -> raster order.
+    tsel, first_rev = np.unique(tflat[::-1], return_index=True)
+    hsel = hflat[::-1][first_rev]
+    hun = np.zeros((h, w), bool)
+    tun = np.zeros((h, w), bool)
+    hun.flat[hflat] = True
+    tun.flat[tflat] = True
+    hy, hx = np.divmod(hsel, w)
+    ty, tx = np.divmod(tsel, w)
+    return DragMap(
+        handle_xy=np.stack([hx, hy], axis=1).astype(np.int64),
+        target_xy=np.stack([tx, ty], axis=1).astype(np.int64),
+        handle_union=hun, target_union=tun,
+        latent_size=(h, w), image_size=(H, W), num_pairs=1,
+    )

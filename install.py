@@ -1,4 +1,5 @@
-"""Installs what ComfyUI-RegionDrag needs beyond ComfyUI itself: OpenCV, in whatever form is there.
+"""Installs what ComfyUI-RegionDrag needs beyond ComfyUI itself: OpenCV, in whatever form is there, and
+the ``lpips`` package for DragBench scoring.
 
 ComfyUI-Manager runs this file after installing the pack (by hand: run it with ComfyUI's Python).
 OpenCV comes as several PyPI packages that all provide the same ``cv2`` module (opencv-python,
@@ -15,22 +16,41 @@ import subprocess
 import sys
 
 OPENCV = "opencv-python-headless>=4.8"
+LPIPS = "lpips==0.1.4"
 log = logging.getLogger("RegionDrag.install")
 
 
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 def missing_requirements() -> list[str]:
-    """The pip requirements still to install in this environment."""
-    return [] if importlib.util.find_spec("cv2") is not None else [OPENCV]
+    """The pip requirements still to install in this environment (OpenCV with its dependencies)."""
+    return [] if _has("cv2") else [OPENCV]
+
+
+def missing_no_deps() -> list[str]:
+    """Packages to install without dependencies: lpips, where torchvision is already there."""
+    return [LPIPS] if _has("torchvision") and not _has("lpips") else []
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    todo = missing_requirements()
-    if not todo:
+    todo, bare = missing_requirements(), missing_no_deps()
+    if not _has("torchvision") and not _has("lpips"):
+        log.info("RegionDrag: no torchvision here, so lpips is not installed (only DragBench Score's LPIPS "
+                 "needs it).")
+    if not todo and not bare:
         log.info("RegionDrag: OpenCV (cv2) is already installed; nothing to do.")
         return 0
-    log.info("RegionDrag: installing %s", " ".join(todo))
-    return subprocess.call([sys.executable, "-m", "pip", "install", *todo])
+    rc = 0
+    if todo:
+        log.info("RegionDrag: installing %s", " ".join(todo))
+        rc = subprocess.call([sys.executable, "-m", "pip", "install", *todo])
+    if bare and rc == 0:
+        log.info("RegionDrag: installing %s (no dependencies: ComfyUI has them)", " ".join(bare))
+        rc = subprocess.call([sys.executable, "-m", "pip", "install", "--no-deps", *bare])
+    return rc
 
 
 if __name__ == "__main__":

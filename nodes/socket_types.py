@@ -6,6 +6,7 @@ from dataclasses import dataclass
 RegionPairsType = "REGION_PAIRS"
 DragMapType = "DRAG_MAP"
 InversionType = "INVERSION"
+DragPointsType = "DRAG_POINTS"    # regiondrag_core.mapping.PointPairs: explicit pixel point pairs
 
 
 @dataclass(frozen=True)

@@ -57,9 +57,23 @@ SPECS = {
     "DDPMInvertAndCache": ([("model", "MODEL"), ("positive", "CONDITIONING"), ("latent", "LATENT")],
                            ["steps", "start_t", "seed"], [("INVERSION", "INVERSION")]),
     "RegionDragKSampler": ([("model", "MODEL"), ("inversion", "INVERSION"), ("drag_map", "DRAG_MAP"),
-                            ("positive", "CONDITIONING"), ("preview_latent", "LATENT")],
+                            ("positive", "CONDITIONING"), ("edit_mask", "MASK"), ("preview_latent", "LATENT")],
                            ["end_t", "noise_weight", "seed", "mutual_self_attention"], [("LATENT", "LATENT")]),
+    "ImageCompositeMasked": ([("destination", "IMAGE"), ("source", "IMAGE"), ("mask", "MASK")],
+                             ["x", "y", "resize_source"], [("IMAGE", "IMAGE")]),
+    "RegionDragBenchSample": ([], ["folder", "index", "sample"],
+                              [("image", "IMAGE"), ("prompt", "STRING"), ("drag_points", "DRAG_POINTS"),
+                               ("edit_mask", "MASK"), ("score_points", "DRAG_POINTS"), ("name", "STRING")]),
+    "RegionDragPointPairs": ([("latent", "LATENT"), ("drag_points", "DRAG_POINTS"), ("image", "IMAGE")], ["pairs"],
+                             [("DRAG_MAP", "DRAG_MAP"), ("preview", "IMAGE")]),
+    "RegionDragBenchScore": ([("original", "IMAGE"), ("edited", "IMAGE"), ("score_points", "DRAG_POINTS"),
+                              ("prompt", "STRING"), ("dift_model", "MODEL"), ("dift_clip", "CLIP"),
+                              ("dift_vae", "VAE")],
+                             ["dift_size", "ensemble", "timestep", "seed", "lpips_backbone"],
+                             [("md", "FLOAT"), ("lpips", "FLOAT"), ("comparison", "IMAGE")]),
 }
+# Widgets a workflow may feed from a link instead (ComfyUI shows them as sockets): name -> type.
+WIDGET_SOCKETS = {("CLIPTextEncode", "text"): "STRING"}
 # Optional widgets after a node's own ones, in the order ComfyUI shows them, with their defaults: an
 # example that sets one also writes those before it (widgets_values are positional).
 OPTIONAL_WIDGETS = {
@@ -76,7 +90,8 @@ SIZES = {"CheckpointLoaderSimple": (320, 100), "LoadImage": (320, 320), "ImageSc
          "RegionDragKSampler": (300, 200), "SaveImage": (400, 420), "PreviewImage": (400, 420),
          "LoraLoader": (320, 130), "ControlNetLoader": (320, 60), "ControlNetApplyAdvanced": (320, 190),
          "ConditioningCombine": (230, 50), "LatentUpscaleBy": (280, 80), "ImageScaleBy": (280, 80),
-         "KSampler": (300, 270)}
+         "KSampler": (300, 270), "ImageCompositeMasked": (280, 150), "RegionDragBenchSample": (320, 200),
+         "RegionDragPointPairs": (300, 160), "RegionDragBenchScore": (340, 400)}
 
 PROMPT = "a child's drawing of a girl with yellow hair in a pink dress"
 SHAPES = json.dumps({"version": 1, "width": 512, "height": 512, "pairs": [
@@ -101,7 +116,7 @@ class Workflow:
         last = max((i for i, (o, _) in enumerate(optional) if o in widgets), default=-1)
         order = list(names) + [o for o, _ in optional[:last + 1]]
         widgets = {w: widgets.get(w, dict(optional).get(w)) for w in order}
-        unknown = set(links) - {n for n, _ in inputs}
+        unknown = set(links) - {n for n, _ in inputs} - {w for (t, w) in WIDGET_SOCKETS if t == type_}
         if unknown:
             raise ValueError(f"{type_}: no link input {sorted(unknown)}")
         nid = len(self.nodes) + 1
@@ -113,7 +128,7 @@ class Workflow:
     def api(self) -> dict:
         out = {}
         for n in self.nodes:
-            inputs = dict(n["widgets"])
+            inputs = {k: v for k, v in n["widgets"].items() if k not in n["links"]}
             inputs.update({k: [str(src), slot] for k, (src, slot) in n["links"].items()})
             out[str(n["id"])] = {"class_type": n["type"], "inputs": inputs,
                                  "_meta": {"title": n["title"] or n["type"]}}
@@ -124,7 +139,8 @@ class Workflow:
         by_id = {n["id"]: n for n in self.nodes}
         for n in self.nodes:
             ins = []
-            for name, typ in SPECS[n["type"]][0]:
+            sockets = [(w, t, True) for (nt, w), t in WIDGET_SOCKETS.items() if nt == n["type"]]
+            for name, typ, widget in [(a, b, False) for a, b in SPECS[n["type"]][0]] + sockets:
                 if name not in n["links"]:
                     continue
                 src, slot = n["links"][name]
@@ -133,7 +149,7 @@ class Workflow:
                 lid = len(links) + 1
                 links.append([lid, src, slot, n["id"], len(ins), typ])
                 outs.setdefault((src, slot), []).append(lid)
-                ins.append({"name": name, "type": typ, "link": lid})
+                ins.append({"name": name, "type": typ, "link": lid, **({"widget": {"name": name}} if widget else {})})
             ins_of[n["id"]] = ins
         nodes = []
         for order, n in enumerate(self.nodes):
@@ -267,6 +283,40 @@ def upscale_chain() -> Workflow:
     return w
 
 
+def dragbench() -> Workflow:
+    w = Workflow("RegionDrag on one DragBench sample, scored as in the paper. Put the benchmark's dragbench-sr "
+                 "(or dragbench-dr) folder in ComfyUI's input folder and pick a sample by index. The dense point "
+                 "pairs go to the sampler as they are (Point Pairs to Drag Map), the editable area is the "
+                 "sampler's edit_mask and the original is kept outside it (Image Composite Masked), as the "
+                 "authors' code does. DragBench Score takes the SD2.1 checkpoint (v2-1_768-ema-pruned) for "
+                 "the DIFT features of MD, and LPIPS (AlexNet). Settings of the paper's run: 20 steps, start_t "
+                 "0.5, end_t 0.2, noise 1.0, seed 42. For a whole folder over one or more servers use "
+                 "scripts/dragbench.py.")
+    w.add("CheckpointLoaderSimple", (20, 200), {"ckpt_name": "v1-5-pruned-emaonly.safetensors"})
+    sample = w.add("RegionDragBenchSample", (20, 360), {"folder": "dragbench-sr", "index": 0, "sample": ""})
+    pos = w.add("CLIPTextEncode", (370, 60), {"text": ""}, clip=(1, 1), text=(sample, 1))
+    enc = w.add("VAEEncode", (370, 360), pixels=(sample, 0), vae=(1, 2))
+    inv = w.add("DDPMInvertAndCache", (720, 60), {"steps": 20, "start_t": 0.5, "seed": 42},
+                model=(1, 0), positive=pos, latent=enc)
+    pairs = w.add("RegionDragPointPairs", (370, 460), {"pairs": ""}, latent=enc, drag_points=(sample, 2),
+                  image=(sample, 0))
+    edit = w.add("RegionDragKSampler", (1060, 60),
+                 {"end_t": 0.2, "noise_weight": 1.0, "seed": 42, "mutual_self_attention": True},
+                 model=(1, 0), inversion=inv, drag_map=(pairs, 0), positive=pos, edit_mask=(sample, 3))
+    dec = w.add("VAEDecode", (1400, 60), samples=edit, vae=(1, 2))
+    kept = w.add("ImageCompositeMasked", (1400, 160), {"x": 0, "y": 0, "resize_source": False},
+                 destination=(sample, 0), source=dec, mask=(sample, 3))
+    w.add("SaveImage", (1720, 60), {"filename_prefix": "RegionDrag_dragbench"}, images=kept)
+    dift = w.add("CheckpointLoaderSimple", (1060, 560), {"ckpt_name": "v2-1_768-ema-pruned.safetensors"},
+                 title="SD2.1 for DIFT (MD)")
+    w.add("RegionDragBenchScore", (1400, 420), {"dift_size": 768, "ensemble": 8, "timestep": 261, "seed": 0,
+                                                 "lpips_backbone": "AlexNet (pretrained)"},
+          original=(sample, 0), edited=kept, score_points=(sample, 4), prompt=(sample, 1), dift_model=(dift, 0),
+          dift_clip=(dift, 1), dift_vae=(dift, 2))
+    w.add("PreviewImage", (720, 460), images=(pairs, 1))
+    return w
+
+
 EXAMPLES = {
     "regiondrag_cp_then_encode_edit": cp_then_encode,
     "regiondrag_region_points_edit": region_points,
@@ -274,6 +324,7 @@ EXAMPLES = {
     "regiondrag_lora_edit": lora,
     "regiondrag_combined_prompts_edit": combined_prompts,
     "regiondrag_upscale_chain": upscale_chain,
+    "regiondrag_dragbench_score": dragbench,
 }
 
 

@@ -258,6 +258,7 @@ class RegionDragBenchScore(io.ComfyNode):
             node_id=SCORE,
             display_name="DragBench Score (MD, LPIPS)",
             category="RegionDrag/DragBench",
+            is_output_node=True,   # scores (and shows) without a node after it
             description="The paper's two figures for one edit. MD: how far the dragged content lands from its "
                         "targets (DIFT features of SD2.1 matched near each point pair, distance / image size; the "
                         "authors' evaluator). LPIPS: how much of the image changed (AlexNet). Lower is better.",

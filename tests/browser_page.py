@@ -1,8 +1,8 @@
 """The region editor's browser harness: the (front-end, renderer) matrix, the test pictures, a `Page`
 that drives one tab of the ComfyUI front-end with the mouse, and helpers to read what it shows.
 
-Used by tests/test_editor_browser.py (its fixtures and tests); needs Debian's /usr/bin/chromium and
-the Python ``playwright`` package (no browser download).
+Used by tests/test_editor_browser.py and tests/test_live_browser.py (their fixtures and tests); needs
+Debian's /usr/bin/chromium and the Python ``playwright`` package (no browser download).
 """
 from __future__ import annotations
 
@@ -128,6 +128,7 @@ class Page:
         self.frontend = frontend
         self.renderer = renderer
         self.vue = renderer == "vue"
+        self.image_size = (W, H)  # the pixels of the image the editor shows (client_point)
         # A returning user (no template browser over the canvas), and the renderer, before the
         # page loads.
         server.client.post("/settings", {"Comfy.TutorialCompleted": True, "Comfy.VueNodes.Enabled": self.vue,
@@ -245,9 +246,10 @@ class Page:
         Uses only the canvas' on-screen box: the editor shows the whole image on its canvas, so
         pixel (i, j)'s centre is at ((i + .5) / W, (j + .5) / H) of the box."""
         b = self.canvas_box()
-        cx = round(b["x"] + (x + 0.5) / W * b["width"])
-        cy = round(b["y"] + (y + 0.5) / H * b["height"])
-        return (cx, cy), ((cx - b["x"]) / b["width"] * W - 0.5, (cy - b["y"]) / b["height"] * H - 0.5)
+        w, h = self.image_size
+        cx = round(b["x"] + (x + 0.5) / w * b["width"])
+        cy = round(b["y"] + (y + 0.5) / h * b["height"])
+        return (cx, cy), ((cx - b["x"]) / b["width"] * w - 0.5, (cy - b["y"]) / b["height"] * h - 0.5)
 
     def click(self, x, y):
         (cx, cy), img = self.client_point(x, y)

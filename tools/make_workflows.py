@@ -69,7 +69,7 @@ SPECS = {
     "RegionDragBenchScore": ([("original", "IMAGE"), ("edited", "IMAGE"), ("score_points", "DRAG_POINTS"),
                               ("prompt", "STRING"), ("dift_model", "MODEL"), ("dift_clip", "CLIP"),
                               ("dift_vae", "VAE")],
-                             ["dift_size", "ensemble", "timestep", "seed", "lpips_backbone"],
+                             ["dift_size", "ensemble", "timestep", "dift_seed", "lpips_backbone"],
                              [("md", "FLOAT"), ("lpips", "FLOAT"), ("comparison", "IMAGE")]),
 }
 # Widgets a workflow may feed from a link instead (ComfyUI shows them as sockets): name -> type.
@@ -106,7 +106,8 @@ class Workflow:
         self.info = info
         self.nodes: list[dict] = []
 
-    def add(self, type_: str, pos, widgets: dict | None = None, title: str | None = None, **links) -> int:
+    def add(self, type_: str, pos, widgets: dict | None = None, title: str | None = None,
+            properties: dict | None = None, **links) -> int:
         inputs, names, _ = SPECS[type_]
         widgets = dict(widgets or {})
         optional = OPTIONAL_WIDGETS.get(type_, [])
@@ -121,7 +122,7 @@ class Workflow:
             raise ValueError(f"{type_}: no link input {sorted(unknown)}")
         nid = len(self.nodes) + 1
         self.nodes.append({"id": nid, "type": type_, "pos": list(pos), "widgets": widgets, "order": order,
-                           "title": title,
+                           "title": title, "properties": dict(properties or {}),
                            "links": {k: (v, 0) if isinstance(v, int) else tuple(v) for k, v in links.items()}})
         return nid
 
@@ -164,7 +165,7 @@ class Workflow:
                     values.append(UPLOAD_WIDGETS[w])
             node = {"id": n["id"], "type": n["type"], "pos": n["pos"], "size": list(SIZES[n["type"]]),
                     "flags": {}, "order": order, "mode": 0, "inputs": ins_of[n["id"]], "outputs": outputs,
-                    "properties": {"Node name for S&R": n["type"]}, "widgets_values": values}
+                    "properties": {"Node name for S&R": n["type"], **n["properties"]}, "widgets_values": values}
             if n["title"]:
                 node["title"] = n["title"]
             nodes.append(node)
@@ -230,6 +231,31 @@ def one_prompt_edit(w: Workflow, **options) -> Workflow:
     """The example prompt and the RegionDrag nodes (``options`` for :func:`regiondrag`) on the base nodes."""
     pos = w.add("CLIPTextEncode", (370, 60), {"text": PROMPT}, clip=(1, 1))
     regiondrag(w, (1, 0), pos, **options)
+    return w
+
+
+def live_edit() -> Workflow:
+    """The edit for live work: no Save Image (a file per redraw), the edit's Preview Image right beside
+    the editor, and the editor's Result layer on."""
+    w = base("RegionDrag, live: set the Run button to 'Run (On Change)' (its menu), run once (the inversion), then "
+             "draw. Each finished change of the regions (a region closed, moved or reshaped, a point pair placed, "
+             "Undo) queues one run; ComfyUI keeps DDPM Invert-and-Cache cached, so a run is the denoising half "
+             "only. The edit shows in the editor (its Result layer, on here) and in the Preview Image beside it. "
+             "A change made while the edit of the previous regions is still denoising stops that run (the "
+             "editor's 'Stop stale', on by default); the inversion is never interrupted. A new image, prompt or "
+             "model runs the inversion again.")
+    pos = w.add("CLIPTextEncode", (370, 60), {"text": PROMPT}, clip=(1, 1))
+    enc = w.add("VAEEncode", (700, 360), pixels=3, vae=(1, 2))
+    pair = w.add("RegionMaskPair", (370, 540), {"shapes": SHAPES}, image=3,
+                 properties={"regiondrag_show_result": True, "regiondrag_stop_stale": True})
+    mapping = w.add("RegionToPointMapping", (830, 540), region_pairs=pair, latent=enc, image=3)
+    inv = w.add("DDPMInvertAndCache", (920, 60), {"steps": 20, "start_t": 0.5, "seed": 0},
+                model=(1, 0), positive=pos, latent=enc)
+    edit = w.add("RegionDragKSampler", (1260, 60),
+                 {"end_t": 0.2, "noise_weight": 1.0, "seed": 0, "mutual_self_attention": True},
+                 model=(1, 0), inversion=inv, drag_map=mapping, positive=pos)
+    dec = w.add("VAEDecode", (1600, 60), samples=edit, vae=(1, 2))
+    w.add("PreviewImage", (830, 690), title="the edit (live)", images=dec)
     return w
 
 
@@ -309,7 +335,7 @@ def dragbench() -> Workflow:
     w.add("SaveImage", (1720, 60), {"filename_prefix": "RegionDrag_dragbench"}, images=kept)
     dift = w.add("CheckpointLoaderSimple", (1060, 560), {"ckpt_name": "v2-1_768-ema-pruned.safetensors"},
                  title="SD2.1 for DIFT (MD)")
-    w.add("RegionDragBenchScore", (1400, 420), {"dift_size": 768, "ensemble": 8, "timestep": 261, "seed": 0,
+    w.add("RegionDragBenchScore", (1400, 420), {"dift_size": 768, "ensemble": 8, "timestep": 261, "dift_seed": 0,
                                                  "lpips_backbone": "AlexNet (pretrained)"},
           original=(sample, 0), edited=kept, score_points=(sample, 4), prompt=(sample, 1), dift_model=(dift, 0),
           dift_clip=(dift, 1), dift_vae=(dift, 2))
@@ -325,6 +351,7 @@ EXAMPLES = {
     "regiondrag_combined_prompts_edit": combined_prompts,
     "regiondrag_upscale_chain": upscale_chain,
     "regiondrag_dragbench_score": dragbench,
+    "regiondrag_live_edit": live_edit,
 }
 
 

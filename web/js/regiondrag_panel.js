@@ -3,9 +3,14 @@
 // (regiondrag_editor.js), so it runs on any page. What the model refuses (a limit, a polygon that
 // would cross, touch or fold back, a handle point outside its region) is a one-line notice in the
 // status line; what the node would refuse in text loaded from elsewhere is a warning there.
+//
+// Live editing (with the front-end's "Run (On Change)"): the shapes JSON is written once per
+// finished gesture, never while the pointer moves, and only when it changed; the Result layer shows
+// the last edit the graph made (regiondrag_editor.js picks it) under the regions' outlines.
 import { isComplete, ShapesModel } from "./regiondrag_model.js";
 import { MAX_POINT_PAIRS } from "./regiondrag_geometry.js";
 import { RegionView } from "./regiondrag_view.js";
+import { sameShapes } from "./regiondrag_live.js";
 import { EditorInput } from "./regiondrag_input.js";
 
 export const DEFAULT_BRUSH = 24;
@@ -22,8 +27,9 @@ function el(tag, props = {}, children = []) {
 }
 
 /**
- * `host`: {writeText(text), shapesLinked(), forwardPointer(e, phase), forwardWheel(e), brushSize,
- * setBrushSize(d)}.
+ * `host`: {writeText(text[, {typing}]), shapesLinked(), forwardPointer(e, phase), forwardWheel(e),
+ * brushSize, setBrushSize(d)}; optional `option(name)` / `setOption(name, on)` for the toggles kept
+ * in the node's properties ("result", "stopStale").
  */
 export class RegionEditor {
   constructor(host) {
@@ -37,6 +43,9 @@ export class RegionEditor {
     this.bgUrl = null;
     this.bgError = null;
     this.destroyed = false;
+    this.result = null; // {url, img, preview, shownAt}: the last edit the graph made (Result layer)
+    this.resultWanted = null;
+    this.running = false; // a run of this graph is on its way (shown in the status line)
     this.buildDom();
     this.view = new RegionView(this.canvas, this.model);
     this.input = new EditorInput(this);
@@ -64,6 +73,11 @@ export class RegionEditor {
       delete: b("Delete", "Delete the selected pair or point pair (Delete key)", { action: "delete" }),
       clear: b("Clear", "Remove all regions", { action: "clear" }),
       preview: b("Preview", "Show the pixel copy-paste preview of the edit", { action: "preview" }),
+      result: b("Result", "Show the last edit this graph made (the image after RegionDrag KSampler, e.g. its " +
+        "Preview Image) under the regions' outlines: with Run (On Change) it follows your drawing", { action: "result" }),
+      stopStale: b("Stop stale", "With Run (On Change): a change made while RegionDrag KSampler is still denoising " +
+        "the previous regions interrupts that run, so the newest drawing runs next (the inversion is never " +
+        "interrupted)", { action: "stopStale" }),
       json: b("JSON", "Show or hide the shapes JSON text", { action: "json" }),
     };
     const sep = () => el("span", { className: "rd-sep" });
@@ -71,7 +85,7 @@ export class RegionEditor {
     this.toolbar = el("div", { className: "rd-toolbar" }, [
       ...Object.values(this.toolButtons),
       el("label", { className: "rd-size" }, ["Size", this.sizeInput, this.sizeLabel]),
-      a.done, sep(), a.undo, a.redo, a.delete, a.clear, sep(), a.preview, a.json,
+      a.done, sep(), a.undo, a.redo, a.delete, a.clear, sep(), a.preview, a.result, a.stopStale, a.json,
     ]);
     this.canvas = el("canvas", { className: "rd-canvas" });
     this.overlay = el("div", { className: "rd-overlay", hidden: true });
@@ -82,11 +96,13 @@ export class RegionEditor {
       title: "The shapes JSON (what the node reads). Edit it by hand, or draw." });
     this.root = el("div", { className: "regiondrag-editor", tabIndex: 0 },
       [this.toolbar, this.jsonArea, this.stage, this.status]);
+    // Typing writes the widget as it goes; the change is announced once, when the text is left.
     this.jsonArea.addEventListener("input", () => {
       const text = this.jsonArea.value;
-      this.host.writeText(text);
+      this.host.writeText(text, { typing: true });
       this.loadText(text);
     });
+    this.jsonArea.addEventListener("change", () => this.host.writeText(this.jsonArea.value));
 
     this.toolbar.addEventListener("click", (e) => {
       const btn = e.target.closest("button");
@@ -130,11 +146,16 @@ export class RegionEditor {
 
   onModelChange(kind) {
     if (kind === "shapes") {
+      // One write per finished change, and none when the shapes stay the same (a handle region
+      // alone, a region put back; the same shapes written another way are kept as they are): each
+      // write is one change for the front-end's auto-queue.
       const text = this.model.toText();
-      this.lastText = text;
-      if (!this.jsonArea.hidden) this.jsonArea.value = text;
-      this.view.previewCache = null;
-      this.host.writeText(text);
+      if (!sameShapes(text, this.lastText)) {
+        this.lastText = text;
+        if (!this.jsonArea.hidden) this.jsonArea.value = text;
+        this.view.previewCache = null;
+        this.host.writeText(text);
+      }
     }
     if (kind === "load" || kind === "shapes") this.layout();
     if (kind === "edit") this.render();
@@ -173,6 +194,44 @@ export class RegionEditor {
     img.src = url;
   }
 
+  // ------------------------------------------------------------------------ result
+
+  option(name) {
+    return this.host.option?.(name) ?? (name === "stopStale");
+  }
+
+  /** Show `url` (an image of the edit; `preview`: a latent preview during the run) as the Result
+   * layer once it has loaded. */
+  setResult(url, preview = false) {
+    this.resultWanted = url;
+    const img = new Image();
+    img.onload = () => {
+      if (this.destroyed || this.resultWanted !== url) {
+        if (preview) URL.revokeObjectURL(url);
+        return;
+      }
+      const old = this.result;
+      if (old?.preview && old.url !== url) URL.revokeObjectURL(old.url);
+      this.result = { url, img, preview, shownAt: performance.now() };
+      if (!preview) {
+        this.canvas.dataset.result = url;
+        this.running = false;
+      }
+      this.changed();
+    };
+    img.onerror = () => {
+      if (preview) URL.revokeObjectURL(url);
+    };
+    img.src = url;
+  }
+
+  /** A run of this graph started or ended (status line). */
+  setRunning(on) {
+    if (this.running === on) return;
+    this.running = on;
+    this.updateControls();
+  }
+
   // ------------------------------------------------------------------------- actions
 
   setTool(tool) {
@@ -208,6 +267,14 @@ export class RegionEditor {
         break;
       case "preview":
         this.view.showPreview = !this.view.showPreview;
+        if (this.view.showPreview) this.setShowResult(false);
+        break;
+      case "result":
+        this.setShowResult(!this.option("result"));
+        if (this.option("result")) this.view.showPreview = false;
+        break;
+      case "stopStale":
+        this.host.setOption?.("stopStale", !this.option("stopStale"));
         break;
       case "json":
         this.jsonArea.hidden = !this.jsonArea.hidden;
@@ -216,6 +283,10 @@ export class RegionEditor {
         break;
     }
     this.changed();
+  }
+
+  setShowResult(on) {
+    if (this.option("result") !== on) this.host.setOption?.("result", on);
   }
 
   setNotice(text) {
@@ -239,6 +310,7 @@ export class RegionEditor {
       stroke: this.input.stroke,
       dragging: this.input.dragging,
       textKey: this.lastText,
+      result: this.option("result") ? this.result?.img ?? null : null,
     }));
   }
 
@@ -264,6 +336,10 @@ export class RegionEditor {
     a.preview.disabled = !this.bg || !!m.error;
     a.preview.setAttribute("aria-pressed", String(this.view.showPreview && !a.preview.disabled));
     a.json.setAttribute("aria-pressed", String(!this.jsonArea.hidden));
+    a.result.disabled = !!m.error;
+    a.result.setAttribute("aria-pressed", String(this.option("result")));
+    a.stopStale.setAttribute("aria-pressed", String(this.option("stopStale")));
+    this.root.dataset.result = this.option("result") ? (this.result ? "shown" : "waiting") : "off";
     this.sizeInput.disabled = !drawable;
     const maxSize = String(Math.max(64, Math.round(Math.max(m.W || 0, m.H || 0) / 4)));
     if (this.sizeInput.max !== maxSize) {
@@ -307,7 +383,11 @@ export class RegionEditor {
     if (m.error) return "RegionMaskPair / shapes: the JSON is not readable, the run will stop with this error.";
     if (!m.W) return "No image yet.";
     if (m.problem) return `The node will refuse these shapes: ${m.problem} Fix it here or in the JSON text.`;
-    const summary = `${m.completeCount()} pair(s) ready.`;
+    let summary = `${m.completeCount()} pair(s) ready.`;
+    if (this.option("result")) {
+      summary += this.running ? " Result: running…"
+        : this.result ? " Result: the last run's edit." : " Result: run the graph.";
+    }
     const sel = m.selected;
     if (sel?.side === "point") {
       return `Pair ${sel.pair + 1} point pair ${sel.index + 1}, ${sel.end} point selected: drag to move it, Delete removes the point pair.`;

@@ -1,8 +1,9 @@
 // RegionDrag region editor: the view. Draws the shapes model (and what the pointer is doing) on
-// the editor's canvas: background image or copy-paste preview, regions tinted red (handle) and
-// blue (target), arrows and pair numbers, point pairs as arrows from a handle point (red) to its
-// target point (head and blue dot), the polygon being clicked, the point being placed, the brush
-// cursor. `pointArrows` lists the point-pair arrows of the last frame (canvas pixels), for tests.
+// the editor's canvas: background image, copy-paste preview or the graph's result (the last edit;
+// both under the regions' outlines), regions tinted red (handle) and blue (target), arrows and pair
+// numbers, point pairs as arrows from a handle point (red) to its target point (head and blue dot),
+// the polygon being clicked, the point being placed, the brush cursor. `pointArrows` lists the
+// point-pair arrows of the last frame (canvas pixels), for tests.
 import { shapeCenter } from "./regiondrag_geometry.js";
 import { previewPixels } from "./regiondrag_mapping.js";
 import { isComplete } from "./regiondrag_model.js";
@@ -117,7 +118,7 @@ export class RegionView {
     return this.previewCache.canvas;
   }
 
-  /** `s`: {tool, brushSize, hover, stroke, dragging, textKey}. */
+  /** `s`: {tool, brushSize, hover, stroke, dragging, textKey, result (an image or null)}. */
   draw(s) {
     const { ctx, canvas, model } = this;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
@@ -126,8 +127,9 @@ export class RegionView {
     ctx.fillRect(0, 0, canvas.width, canvas.height);
     this.pointArrows = [];
     if (!model.W || !model.H) return;
-    const preview = this.showPreview && this.bg && !model.error;
-    const background = preview ? this.previewCanvas(s.textKey) : this.bg;
+    const result = !model.error && s.result ? s.result : null; // the edit the graph made (Result layer)
+    const preview = !result && this.showPreview && this.bg && !model.error;
+    const background = result || (preview ? this.previewCanvas(s.textKey) : this.bg);
     if (background) {
       ctx.imageSmoothingEnabled = true;
       ctx.drawImage(background, 0, 0, canvas.width, canvas.height);
@@ -147,7 +149,7 @@ export class RegionView {
           shape = { type: "brush", strokes: [...shape.strokes, s.stroke] };
         }
         const sel = model.selected?.pair === i && model.selected?.side === side;
-        this.drawShape(shape, COLORS[side], m, dpr, layer, { outlineOnly: preview, selected: sel });
+        this.drawShape(shape, COLORS[side], m, dpr, layer, { outlineOnly: !!(preview || result), selected: sel });
       }
     });
     // the stroke being painted, when it starts a new region

@@ -142,9 +142,21 @@ def report(r: dict, write=None) -> None:
     ]
     for label, k in rows:
         write(f"{label:<54}{med[k]:>10.3f}   {spread(k)}")
+    lv = r.get("live")
+    if lv:
+        write(f"{'live re-edit, ' + str(lv['size']) + 'x' + str(lv['size']) + ', server: post -> image':<54}"
+              f"{lv['post_to_image_s']:>10.3f}   [{min(lv['runs_post_to_image_s']):.3f} .. "
+              f"{max(lv['runs_post_to_image_s']):.3f}]")
     write("full edit, parts: " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
     write(f"floor = bare calls + VAE encode + VAE decode = {r['floor_s']:.3f} s; re-edit floor = "
           f"{r['levels']} bare calls + VAE decode = {r['re_edit_floor_s']:.3f} s")
+    if r.get("live_error"):
+        write(f"live re-edit: not measured ({r['live_error'].splitlines()[0][:300]})")
+    if lv:
+        write(f"live re-edit: the changed shapes posted to a ComfyUI server of its own (the live graph, Preview "
+              f"Image at the end), timed to the decoded image: {lv['post_to_image_s']:.3f} s (to the executed "
+              f"message {lv['post_to_executed_s']:.3f} s), median of {lv['repeats']}, the inversion cached in "
+              f"every one; first run with the inversion {lv['first_run_s']:.2f} s")
     write(f"the full edit's inversion ran in chunks of {r['default_inversion_chunk']} level(s) "
           "(inversion_batch 0 = auto: 1 on the CPU, as many as fit on a GPU)")
     write("")

@@ -17,6 +17,13 @@ touches all of them alike and the ratios stay meaningful.
                   (half the 20) + VAE decode. Also one bare call with all inversion latents batched.
 * ComfyUI sampler ``KSampler`` node, ``--sampler-steps`` (20) steps, CFG 7.5, euler/normal
 * low-memory edit the full edit with ``kv_cache="cpu"`` (keys/values kept in host memory)
+* live re-edit    (``--live``; on by default for SD1.5 but not with ``--quick``) the re-edit as the
+                  front-end's "Run (On Change)" makes it, at ``--live-size`` (128): a ComfyUI server of
+                  its own runs the live graph (Load Image ... RegionDrag KSampler -> VAE Decode ->
+                  Preview Image); from posting the changed shapes to ``/prompt`` to the decoded image
+                  (the Preview Image's ``executed`` message, then its PNG from ``/view``), the inversion
+                  served from ComfyUI's cache (``bench_live.py``; the in-process models are released
+                  first)
 
 The full edit runs DDPM Invert-and-Cache with its defaults (``kv_cache`` auto, ``kv_layers`` all); the
 report gives the K/V cache size and where auto placed it, and the cache at the family's native size
@@ -49,6 +56,7 @@ Usage (the pack's folder as the working directory, or any)::
         [--size 256] [--steps 20] [--start-t 0.5] [--repeats 3] [--ckpt PATH]
         [--dtype auto|fp16|bf16|fp32] [--json OUT.json] [--quick] [--pytorch-attention] [--cpu] [--check]
         [--compile inductor|cudagraphs] [--family sd15|sd2|sd2v|sdxl] [--vram GB]
+        [--live | --no-live] [--live-size 128]
 
 Defaults: size on CUDA the family's native size (512; 768 for sd2v; 1024 for sdxl), 256 on the CPU;
 ``--quick`` = 1 repeat at 128x128 (a smoke run); ``--ckpt`` defaults to the family's random-weight
@@ -58,7 +66,8 @@ on CUDA and for SDXL on the CPU, as run_edit.py runs it; elsewhere ComfyUI choos
 1 when a budget fails. Progress goes to stderr, the report to stdout.
 
 This file is the command line; ``bench_harness.py`` imports ComfyUI and loads the pack and the model,
-``bench_runs.py`` takes the measurements, ``bench_report.py`` holds the ratios, the budgets and the report.
+``bench_runs.py`` takes the measurements, ``bench_live.py`` the live figure through a server,
+``bench_report.py`` holds the ratios, the budgets and the report.
 """
 from __future__ import annotations
 
@@ -71,6 +80,7 @@ import sys
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, SCRIPTS)
 
+from bench_live import LIVE_SIZE, run_live  # noqa: E402
 from bench_report import report  # noqa: E402
 from bench_runs import run  # noqa: E402
 from families import FAMILIES  # noqa: E402
@@ -106,6 +116,12 @@ def parse_args(argv=None):
     p.add_argument("--vram", metavar="GB", type=float, default=None,
                    help="CUDA only: run as on a card with GB of GPU memory (ComfyUI's --reserve-vram for the "
                    "rest, PyTorch's allocator capped at GB), e.g. 12 for SDXL on a 12 GB card")
+    live = p.add_mutually_exclusive_group()
+    live.add_argument("--live", dest="live", action="store_true", default=None,
+                      help="also time the live re-edit through a ComfyUI server "
+                      "(default: on for SD1.5 without --quick)")
+    live.add_argument("--no-live", dest="live", action="store_false", help="skip the live re-edit")
+    p.add_argument("--live-size", type=int, default=LIVE_SIZE, help=f"image side of the live re-edit ({LIVE_SIZE})")
     a = p.parse_args(argv)
     if a.vram is not None and (a.cpu or a.vram <= 0):
         p.error("--vram needs a positive size in GB and a CUDA GPU (not with --cpu)")
@@ -115,6 +131,8 @@ def parse_args(argv=None):
         p.error("--repeats must be at least 1")
     if a.size is not None and (a.size < 64 or a.size % 8):
         p.error("--size must be a multiple of 8, at least 64")
+    if a.live_size < 64 or a.live_size % 8:
+        p.error("--live-size must be a multiple of 8, at least 64")
     return a
 
 
@@ -123,6 +141,13 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     log.setLevel(logging.INFO)
     result = run(opts)
+    if opts.live or (opts.live is None and not opts.quick and opts.family == "sd15"):
+        opts.dtype_option = result["dtype_option"]
+        try:
+            result["live"] = run_live(opts, result["checkpoint"], opts.live_size)
+        except (OSError, RuntimeError, ValueError) as e:  # a server that cannot start must not cost the rest
+            log.error("live re-edit not measured: %s", e)
+            result["live_error"] = str(e)[-4000:]
     report(result)
     if opts.json:
         with open(opts.json, "w") as f:

@@ -276,7 +276,8 @@ class RegionDragBenchScore(io.ComfyNode):
                 io.Int.Input("ensemble", default=8, min=1, max=64,
                              tooltip="Noise draws averaged (evaluator: 8)."),
                 io.Int.Input("timestep", default=261, min=0, max=999, tooltip="DIFT timestep (evaluator: 261)."),
-                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, tooltip="Seed of the DIFT noise."),
+                io.Int.Input("dift_seed", default=0, min=0, max=0xffffffffffffffff,
+                             tooltip="Seed of the DIFT noise draws (fixed: the same image scores the same)."),
                 io.Combo.Input("lpips_backbone", options=list(LPIPS_BACKBONES), default=PRETRAINED,
                                tooltip="LPIPS' AlexNet: pretrained (torchvision downloads it once), or random "
                                        "to test the pipeline offline (figures mean nothing)."),
@@ -291,9 +292,9 @@ class RegionDragBenchScore(io.ComfyNode):
 
     @classmethod
     def execute(cls, original, edited, score_points, prompt, dift_model, dift_clip, dift_vae, dift_size=768,
-                ensemble=8, timestep=261, seed=0, lpips_backbone=PRETRAINED) -> io.NodeOutput:
+                ensemble=8, timestep=261, dift_seed=0, lpips_backbone=PRETRAINED) -> io.NodeOutput:
         md, lp, comp = score_edit(original, edited, score_points, prompt, dift_model, dift_clip, dift_vae,
-                                  dift_size, ensemble, timestep, seed, lpips_backbone)
+                                  dift_size, ensemble, timestep, dift_seed, lpips_backbone)
         shown = ui.PreviewImage(comp, cls=cls).as_dict()
         shown["regiondrag_score"] = [{"md": md, "lpips": lp}]
         return io.NodeOutput(md, lp, comp, ui=shown)

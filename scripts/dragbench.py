@@ -117,7 +117,7 @@ def build_graph(input_folder: str, sample: str, settings: dict, prefix: str) -> 
                                "prompt": [SAMPLE, 1], "dift_model": [DIFT, 0], "dift_clip": [DIFT, 1],
                                "dift_vae": [DIFT, 2], "dift_size": int(s["dift_size"]),
                                "ensemble": int(s["ensemble"]), "timestep": int(s["timestep"]),
-                               "seed": int(s["dift_seed"]),
+                               "dift_seed": int(s["dift_seed"]),
                                "lpips_backbone": LPIPS_BACKBONES[s["lpips_backbone"]]}}
     return g
 

@@ -217,7 +217,7 @@ def test_score_node_md_lpips_and_comparison(comfyui, sd2v):
     pts = point_pairs(handle, target, (128, 128))
     as_image = lambda a: torch.from_numpy(a.astype(np.float32) / 255)[None]  # noqa: E731
     kw = dict(score_points=pts, prompt="a test picture", dift_model=model, dift_clip=clip, dift_vae=vae,
-              dift_size=128, ensemble=1, timestep=0, seed=0, lpips_backbone="random (testing only)")
+              dift_size=128, ensemble=1, timestep=0, dift_seed=0, lpips_backbone="random (testing only)")
     md_same, lp_same, comp = run_node(comfyui.NODES, "RegionDragBenchScore", original=as_image(img),
                                       edited=as_image(img), **kw)
     moved = np.roll(img, 16, axis=1)   # every content moved 16 px right: onto its target

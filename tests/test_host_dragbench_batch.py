@@ -10,7 +10,7 @@ it skipped. Throughput (edits/s) with two servers (the run above: the checkpoint
 killed part-way) and with one (a second, smaller run on the survivor) is printed, and with
 ``REGIONDRAG_BATCH_REPORT=FILE`` written there as JSON.
 
-``REGIONDRAG_BATCH_SAMPLES`` sets the sample count (default 16, bad ones included); the 100-sample run is a
+``REGIONDRAG_BATCH_SAMPLES`` sets the sample count (default 12, bad ones included); the 100-sample run is a
 soak, run by hand::
 
     REGIONDRAG_SOAK=1 COMFYUI_PATH=... python -m pytest tests/test_host_dragbench_batch.py -s -k soak
@@ -37,8 +37,8 @@ from support import COMFYUI, REPO
 
 pytestmark = [pytest.mark.host, pytest.mark.memory_heavy]
 
-SAMPLES = int(os.environ.get("REGIONDRAG_BATCH_SAMPLES", "16"))
-ONE_SERVER_SAMPLES = 6
+SAMPLES = int(os.environ.get("REGIONDRAG_BATCH_SAMPLES", "12"))
+ONE_SERVER_SAMPLES = 4
 STEPS = 4
 SIZE = 64
 SET = "regiondrag_batch"

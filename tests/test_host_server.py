@@ -41,7 +41,6 @@ def test_web_extension_is_served(comfy_server):
 
 # ----------------------------------------------------------------------------- graphs through /prompt
 
-import copy  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 
@@ -135,9 +134,10 @@ def _example_prompt(server, size):
 
 
 @pytest.mark.slow
-def test_example_workflow_end_to_end_and_reedit_reuses_inversion(comfy_server):
-    """The shipped API workflow on the random SD1.5 checkpoint at 256x256 writes an image; queuing it
-    again with only the regions changed serves DDPM Invert-and-Cache from ComfyUI's cache."""
+def test_example_workflow_end_to_end_at_256(comfy_server):
+    """The shipped API workflow on the random SD1.5 checkpoint at 256x256 writes an image, running the
+    inversion. (A re-edit served from ComfyUI's cache is checked by test_live_browser.py through the
+    front-end and by test_host_workflows.py's CP then Encode example.)"""
     prompt, ids = _example_prompt(comfy_server, 256)
     entry = comfy_server.client.run(prompt, timeout=900)
     out = entry["outputs"][ids["SaveImage"]]["images"][0]
@@ -146,11 +146,3 @@ def test_example_workflow_end_to_end_and_reedit_reuses_inversion(comfy_server):
     assert Image.open(path).size == (256, 256)
     assert ids["DDPMInvertAndCache"] not in cached_nodes(entry)
 
-    again = copy.deepcopy(prompt)
-    shapes = json.loads(again[ids["RegionMaskPair"]]["inputs"]["shapes"])
-    shapes["pairs"][0]["target"]["points"] = [[300, 226], [420, 226], [420, 262], [300, 262]]
-    again[ids["RegionMaskPair"]]["inputs"]["shapes"] = json.dumps(shapes)
-    entry2 = comfy_server.client.run(again, timeout=900)
-    cached = cached_nodes(entry2)
-    assert ids["DDPMInvertAndCache"] in cached
-    assert ids["RegionMaskPair"] not in cached and ids["RegionDragKSampler"] not in cached

@@ -17,7 +17,7 @@ from comfy_api.latest import io, ui
 
 import folder_paths
 
-from ..regiondrag_core.dragbench import find_samples, mean_distance, read_sample, side_by_side
+from ..regiondrag_core.dragbench import crop_to_multiple, find_samples, mean_distance, read_sample, side_by_side
 from ..regiondrag_core.errors import RegionDragInputError
 from ..regiondrag_core.mapping import PointPairs, drag_map_from_pairs, point_pairs
 from .errors import node_errors
@@ -44,7 +44,7 @@ def _inside(base: Path, rel: str, input_name: str) -> Path:
     fix = ("Give a folder inside ComfyUI's input folder, by its name there (like 'dragbench-sr'); copy or "
            "move the dataset into the input folder first.")
     p = Path(rel)
-    if p.is_absolute() or rel.startswith(("/", "\\")) or ".." in p.parts or ":" in rel:
+    if p.is_absolute() or rel.startswith(("/", "\\")) or ".." in p.parts or ":" in rel or "\x00" in rel:
         raise RegionDragInputError(input_name, f"{rel!r} is not a name inside ComfyUI's input folder.", fix)
     real_base = Path(os.path.realpath(base))
     target = Path(os.path.realpath(real_base / p))
@@ -100,9 +100,11 @@ class RegionDragBenchSample(io.ComfyNode):
                         "image, its prompt, the dense drag point pairs and editable area to edit with, and the "
                         "sparse point pairs to score with. Pickles are read by a restricted loader that runs no code.",
             inputs=[
-                io.String.Input("folder", default="dragbench-sr",
-                                tooltip="The dataset folder inside ComfyUI's input folder (dragbench-sr, "
-                                        "dragbench-dr, or any folder in that format)."),
+                io.String.Input("folder", default="drag_data/dragbench-sr",
+                                tooltip="The dataset folder inside ComfyUI's input folder: the authors' "
+                                        "drag_data/dragbench-sr or drag_data/dragbench-dr, or any folder in "
+                                        "that format. Images whose sides are not multiples of 8 are "
+                                        "centre-cropped as VAE Encode crops them."),
                 io.Int.Input("index", default=0, min=0, max=1_000_000,
                              tooltip="Which sample, in the order of their paths (SR: <id>; DR: <category>/<id>)."),
                 io.String.Input("sample", default="", optional=True,
@@ -139,7 +141,7 @@ class RegionDragBenchSample(io.ComfyNode):
 @node_errors(LOAD)
 def load_sample(folder, index, sample=""):
     root, path = sample_folder(folder, index, sample)
-    s = read_sample(path, root=root)
+    s = crop_to_multiple(read_sample(path, root=root), 8)   # as VAE Encode crops: the edit's pixels line up
     image = torch.from_numpy(s.image.astype(np.float32) / 255.0)[None]
     mask = torch.from_numpy(s.mask.astype(np.float32))[None]
     log.info("RegionDrag: DragBench sample %s (%dx%d, %d drag pairs, %d score pairs)", s.name,

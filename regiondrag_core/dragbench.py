@@ -29,6 +29,7 @@ import io
 import logging
 import os
 import pickle
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,7 @@ __all__ = [
     "side_by_side",
     "write_sample",
     "make_synthetic_set",
+    "crop_to_multiple",
     "MAX_PICKLE_BYTES",
     "IMAGE_FILE",
     "REGION_FILE",
@@ -87,17 +89,28 @@ _NDARRAY = object()   # what "numpy.ndarray" loads as: only _reconstruct takes i
 
 def _reconstruct(subtype, shape, typecode):
     """``_reconstruct(numpy.ndarray, (0,), b'b')``, the empty array a pickled array starts from (its data comes
-    with the following BUILD, checked against its shape by numpy)."""
-    if subtype is not _NDARRAY:
-        raise pickle.UnpicklingError("_reconstruct is admitted only for numpy.ndarray")
-    return _NUMPY_RECONSTRUCT(np.ndarray, shape, typecode)
+    with the following BUILD, whose bytes numpy checks against the shape, so an array is never larger than
+    the file). Any other shape or typecode is refused: ``_reconstruct(ndarray, (2**31,), b'O')`` would make
+    a huge array from a few bytes."""
+    if subtype is not _NDARRAY or tuple(shape) != (0,) or typecode != b"b":
+        raise pickle.UnpicklingError("_reconstruct is admitted only as _reconstruct(numpy.ndarray, (0,), b'b')")
+    return _NUMPY_RECONSTRUCT(np.ndarray, (0,), b"b")
+
+
+def _plain_dtype(*args):
+    """``numpy.dtype`` for plain data only: object dtypes (arrays of Python objects, whose BUILD takes a
+    list instead of bytes) are refused."""
+    dt = np.dtype(*args)
+    if dt.hasobject:
+        raise pickle.UnpicklingError("numpy.dtype is admitted only for plain data (no object dtype)")
+    return dt
 
 
 def _numpy_globals() -> dict:
     """The numpy callables an array, scalar or dtype pickles with, under numpy 1.x and 2.x module names."""
     frombuffer = np.zeros(1).__reduce_ex__(5)[0]         # numpy(._)core.numeric._frombuffer (protocol 5)
     scalar = np.int64(0).__reduce__()[0]                 # numpy(._)core.multiarray.scalar
-    out = {("numpy", "ndarray"): _NDARRAY, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): _latin1_encode}
+    out = {("numpy", "ndarray"): _NDARRAY, ("numpy", "dtype"): _plain_dtype, ("_codecs", "encode"): _latin1_encode}
     for core in ("numpy.core", "numpy._core"):
         out[(f"{core}.multiarray", "_reconstruct")] = _reconstruct
         out[(f"{core}.multiarray", "scalar")] = scalar
@@ -273,6 +286,35 @@ def read_sample(folder, root=None, input_name: str = "folder") -> DragBenchSampl
     _, _, score = _meta(files[2], size, input_name)
     return DragBenchSample(name=name, category=category, image=image, prompt=prompt, mask=mask, drag=drag,
                            score=score, folder=folder)
+
+
+def crop_to_multiple(sample: DragBenchSample, multiple: int = 8) -> DragBenchSample:
+    """The sample cut to sides that are multiples of ``multiple``, centred, as VAE Encode crops an image
+    (``(H % 8) // 2`` rows off the top): image and mask cut, points shifted, point pairs with a point
+    outside the cut dropped (for the drag pairs and the score pairs alike). A sample that already fits
+    comes back unchanged."""
+    H, W = sample.image.shape[:2]
+    h, w = H - H % multiple, W - W % multiple
+    if (h, w) == (H, W):
+        return sample
+    if not h or not w:
+        raise RegionDragInputError("folder", f"{sample.name}: the image is {W}x{H}, smaller than {multiple} px.",
+                                   "Use images of at least 64x64 px.")
+    top, left = (H % multiple) // 2, (W % multiple) // 2
+
+    def cut(pp: PointPairs, what: str) -> PointPairs:
+        off = np.array([left, top])
+        hnd, trg = pp.handle - off, pp.target - off
+        keep = ((hnd >= 0) & (hnd < [w, h])).all(1) & ((trg >= 0) & (trg < [w, h])).all(1)
+        if not keep.any():
+            raise RegionDragInputError("folder", f"{sample.name}: every {what} pair lies in the "
+                                       f"{W - w}x{H - h} px cut off to make the image {w}x{h}.",
+                                       "Use a sample whose points lie inside the image's centre.")
+        return point_pairs(hnd[keep], trg[keep], (h, w))
+
+    return dataclasses.replace(sample, image=sample.image[top:top + h, left:left + w],
+                               mask=sample.mask[top:top + h, left:left + w],
+                               drag=cut(sample.drag, "drag"), score=cut(sample.score, "score"))
 
 
 def _relative(root: Path, folder: Path) -> Path:

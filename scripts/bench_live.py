@@ -239,7 +239,7 @@ def main(argv=None) -> int:
     except FamilyError as e:
         raise SystemExit(str(e)) from None
     r = run_live(opts, opts.ckpt, opts.size, opts.repeats)
-    print(f"live re-edit at {r['size']}x{r['size']} through a ComfyUI server (post shapes -> decoded image): "
+    log.info(f"live re-edit at {r['size']}x{r['size']} through a ComfyUI server (post shapes -> decoded image): "
           f"{r['post_to_image_s']:.3f} s (to the executed message {r['post_to_executed_s']:.3f} s; "
           f"first run with the inversion {r['first_run_s']:.2f} s)")
     if opts.json:

@@ -5,8 +5,9 @@
 
 Each sample becomes one API prompt queued on a server's own ``/prompt`` queue: ComfyUI does the work and
 keeps its caches (the checkpoints load once per server); this command only keeps every server fed,
-collects the results and writes the tables. The graph (``build_graph``), with the released
-``run_eval.py``'s settings by default (20 steps, start_t 0.5, end_t 0.2, noise weight 1, seed 42):
+collects the results and writes the tables. The graph (``build_graph``), with the paper's settings by
+default (20 steps, start_t 0.5, end_t 0.2, noise weight 1; seed 42 as the released ``run_eval.py``, which
+in effect pastes at every step, ``--end-t 0``, and adds IP-Adapter Plus to the UNet):
 
     CheckpointLoaderSimple(--ckpt) -> DragBench Sample(folder, sample) -> CLIP Text Encode(its prompt)
     -> VAE Encode -> DDPM Invert-and-Cache -> Point Pairs to Drag Map(its dense pairs) -> RegionDrag KSampler

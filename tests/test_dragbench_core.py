@@ -113,6 +113,38 @@ def test_numpy_callables_are_admitted_only_as_numpy_pickles_use_them(tmp_path):
         load_pickle(path)
 
 
+def test_a_pickle_cannot_ask_numpy_for_a_huge_or_object_array(tmp_path):
+    """``_reconstruct`` only as numpy writes it (shape (0,), typecode b'b'; the data then comes with BUILD,
+    no larger than the file) and no object dtype: a 100-byte file asking for two billion object slots is
+    refused at once instead of holding the server for minutes."""
+    import time
+    recon = np.zeros(1).__reduce__()[0]
+    path = tmp_path / "x.pkl"
+    for payload in (_Call(recon, np.ndarray, (2**31 - 1,), b"O"), _Call(recon, np.ndarray, (2**20,), b"b"),
+                    _Call(np.dtype, "O8", False, True), np.array([None, 1], dtype=object)):
+        path.write_bytes(pickle.dumps(payload, protocol=2))
+        t = time.perf_counter()
+        with pytest.raises(RegionDragInputError, match="not a readable pickle|asks to load"):
+            load_pickle(path)
+        assert time.perf_counter() - t < 1.0
+
+
+def test_crop_to_multiple_cuts_like_vae_encode_and_shifts_the_points(tmp_path):
+    from regiondrag_core.dragbench import crop_to_multiple
+    region = {"prompt": "p", "mask": np.ones((21, 19), np.uint8),
+              "points": [[1, 1], [2, 2], [10, 12], [14, 5], [18, 20], [0, 0]]}
+    score = {"prompt": "p", "mask": np.ones((21, 19), np.uint8), "points": [[9, 9], [12, 10]]}
+    s = read_sample(_sample_folder(tmp_path, size=(21, 19), region=region, score=score))
+    c = crop_to_multiple(s, 8)
+    assert c.image.shape == (16, 16, 3) and c.mask.shape == (16, 16)
+    top, left = (21 % 8) // 2, (19 % 8) // 2                       # 2 rows, 1 column off the top/left
+    np.testing.assert_array_equal(c.image, s.image[top:top + 16, left:left + 16])
+    # (1,1)->(2,2) falls off the top rows; (18,20)->(0,0) off the bottom/right; (10,12)->(14,5) stays
+    assert c.drag.handle.tolist() == [[10 - left, 12 - top]] and c.drag.target.tolist() == [[14 - left, 5 - top]]
+    assert c.score.handle.tolist() == [[9 - left, 9 - top]] and c.drag.image_size == (16, 16)
+    assert crop_to_multiple(c, 8) is c
+
+
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
 def test_plain_data_and_numpy_load_at_every_protocol(tmp_path, protocol):
     data = {"prompt": "a cat", "mask": np.eye(3, dtype=np.uint8), "b": np.zeros((2, 2), bool),

@@ -20,6 +20,6 @@ cp "$tarball" .gpu/
 frontend=$(tar -xzOf "$tarball" ComfyUI/requirements.txt | grep -E '^comfyui-frontend-package' | tr -d ' \r')
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-  -d .gpu/wheels av torchsde trampoline "$frontend"
+  -d .gpu/wheels av torchsde trampoline lpips==0.1.4 "$frontend"   # lpips: DragBench Score (pure Python)
 du -sh .gpu
 ls .gpu .gpu/wheels

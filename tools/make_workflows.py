@@ -310,8 +310,8 @@ def upscale_chain() -> Workflow:
 
 
 def dragbench() -> Workflow:
-    w = Workflow("RegionDrag on one DragBench sample, scored as in the paper. Put the benchmark's dragbench-sr "
-                 "(or dragbench-dr) folder in ComfyUI's input folder and pick a sample by index. The dense point "
+    w = Workflow("RegionDrag on one DragBench sample, scored as in the paper. Put the authors' drag_data folder "
+                 "(dragbench-sr, dragbench-dr) in ComfyUI's input folder and pick a sample by index. The dense point "
                  "pairs go to the sampler as they are (Point Pairs to Drag Map), the editable area is the "
                  "sampler's edit_mask and the original is kept outside it (Image Composite Masked), as the "
                  "authors' code does. DragBench Score takes the SD2.1 checkpoint (v2-1_768-ema-pruned) for "
@@ -319,7 +319,7 @@ def dragbench() -> Workflow:
                  "0.5, end_t 0.2, noise 1.0, seed 42. For a whole folder over one or more servers use "
                  "scripts/dragbench.py.")
     w.add("CheckpointLoaderSimple", (20, 200), {"ckpt_name": "v1-5-pruned-emaonly.safetensors"})
-    sample = w.add("RegionDragBenchSample", (20, 360), {"folder": "dragbench-sr", "index": 0, "sample": ""})
+    sample = w.add("RegionDragBenchSample", (20, 360), {"folder": "drag_data/dragbench-sr", "index": 0, "sample": ""})
     pos = w.add("CLIPTextEncode", (370, 60), {"text": ""}, clip=(1, 1), text=(sample, 1))
     enc = w.add("VAEEncode", (370, 360), pixels=(sample, 0), vae=(1, 2))
     inv = w.add("DDPMInvertAndCache", (720, 60), {"steps": 20, "start_t": 0.5, "seed": 42},

@@ -447,22 +447,38 @@ def _map_points_pair(pair: RegionPair, factor: int, size):
     return hxy, txy, part, region
 
 
+def _vae_crop(image_size, latent_size, what: str) -> tuple[int, int, int, int, int, int]:
+    """(H, W, h, w, top, left): the image must be 8x the latent within < 8 px; VAE Encode drops the
+    ``H % 8`` (``W % 8``) extra rows (columns), centred, so ``top``/``left`` is where the latent starts."""
+    H, W = int(image_size[0]), int(image_size[1])
+    h, w = int(latent_size[0]), int(latent_size[1])
+    f = LATENT_FACTOR
+    if not (0 <= H - h * f < f and 0 <= W - w * f < f):
+        raise RegionDragInputError(
+            "latent", f"{what} {W}x{H} px but the latent is {w}x{h} (= {w * f}x{h * f} px).",
+            "The image must be 8× the latent size; use the same image for VAE Encode (or resize the masks).")
+    return H, W, h, w, (H % f) // 2, (W % f) // 2
+
+
+def _from_flat(hflat, tflat, hun, tun, latent_size, image_size, num_pairs: int) -> DragMap:
+    """A :class:`DragMap` from flat ``y * w + x`` handle/target indices (one row per target pixel)."""
+    w = latent_size[1]
+    hy, hx = np.divmod(hflat, w)
+    ty, tx = np.divmod(tflat, w)
+    return DragMap(handle_xy=np.stack([hx, hy], axis=1).astype(np.int64),
+                   target_xy=np.stack([tx, ty], axis=1).astype(np.int64),
+                   handle_union=hun, target_union=tun, latent_size=tuple(latent_size),
+                   image_size=tuple(image_size), num_pairs=num_pairs)
+
+
 def build_drag_map(pairs: list[RegionPair], image_size, latent_size) -> DragMap:
     """Combine all pairs into one :class:`DragMap` at ``latent_size = (h, w)``.
 
     ``image_size = (H, W)`` is the size of the region masks and must be exactly 8x the latent
     size. Later pairs overwrite earlier pairs' target pixels. No pairs gives an empty map.
     """
-    H, W = int(image_size[0]), int(image_size[1])
-    h, w = int(latent_size[0]), int(latent_size[1])
+    H, W, h, w, top, left = _vae_crop(image_size, latent_size, "the regions are")
     f = LATENT_FACTOR
-    if not (0 <= H - h * f < f and 0 <= W - w * f < f):
-        raise RegionDragInputError(
-            "latent",
-            f"the regions are {W}x{H} px but the latent is {w}x{h} (= {w * f}x{h * f} px).",
-            "The masks/image must be 8× the latent size; resize the masks or use the same image for VAE Encode.")
-    # VAE Encode drops the H % 8 (W % 8) extra rows (columns), centred: crop the regions alike.
-    top, left = (H % f) // 2, (W % f) // 2
     src = np.full(h * w, -1, dtype=np.int64)
     hun = np.zeros((h, w), bool)
     tun = np.zeros((h, w), bool)
@@ -481,15 +497,7 @@ def build_drag_map(pairs: list[RegionPair], image_size, latent_size) -> DragMap:
         hun |= hm
         tun |= tm
     tflat = np.flatnonzero(src >= 0)
-    hflat = src[tflat]
-    hy, hx = np.divmod(hflat, w)
-    ty, tx = np.divmod(tflat, w)
-    return DragMap(
-        handle_xy=np.stack([hx, hy], axis=1).astype(np.int64),
-        target_xy=np.stack([tx, ty], axis=1).astype(np.int64),
-        handle_union=hun, target_union=tun,
-        latent_size=(h, w), image_size=(H, W), num_pairs=len(pairs),
-    )
+    return _from_flat(src[tflat], tflat, hun, tun, (h, w), (H, W), len(pairs))
 
 
 def crop_pair(pair: RegionPair, top: int, left: int, size) -> RegionPair:
@@ -626,14 +634,9 @@ def drag_map_from_pairs(pairs: PointPairs, latent_size, input_name: str = "drag_
 
     No pair left on the grid raises :class:`RegionDragInputError`.
     """
-    H, W = pairs.image_size
-    h, w = int(latent_size[0]), int(latent_size[1])
+    H, W, h, w, top, left = _vae_crop(pairs.image_size, latent_size, "the points are on an image of")
     f = LATENT_FACTOR
-    if not (0 <= H - h * f < f and 0 <= W - w * f < f):
-        raise RegionDragInputError(
-            "latent", f"the points are on a {W}x{H} px image but the latent is {w}x{h} (= {w * f}x{h * f} px).",
-            "The image must be 8× the latent size; use the same image for VAE Encode.")
-    shift = np.array([(W % f) // 2, (H % f) // 2], np.int64)   # VAE Encode's centred crop, (x, y)
+    shift = np.array([left, top], np.int64)   # VAE Encode's centred crop, (x, y)
     hl = (pairs.handle - shift) // f
     tl = (pairs.target - shift) // f
     ok = ((hl >= 0) & (hl < (w, h))).all(axis=1) & ((tl >= 0) & (tl < (w, h))).all(axis=1)
@@ -655,11 +658,4 @@ def drag_map_from_pairs(pairs: PointPairs, latent_size, input_name: str = "drag_
     tun = np.zeros((h, w), bool)
     hun.flat[hflat] = True
     tun.flat[tflat] = True
-    hy, hx = np.divmod(hsel, w)
-    ty, tx = np.divmod(tsel, w)
-    return DragMap(
-        handle_xy=np.stack([hx, hy], axis=1).astype(np.int64),
-        target_xy=np.stack([tx, ty], axis=1).astype(np.int64),
-        handle_union=hun, target_union=tun,
-        latent_size=(h, w), image_size=(H, W), num_pairs=1,
-    )
+    return _from_flat(hsel, tsel, hun, tun, (h, w), (H, W), 1)

@@ -37,6 +37,24 @@ FRONTEND_ROOT_ENV = "REGIONDRAG_FRONTEND_ROOT_158"
 
 
 
+
+def launch_chromium():
+    """Debian's Chromium, headless, under Playwright's sync API: a context manager giving the browser.
+    Use it at module scope: while it is open Playwright runs an event loop in this thread, and the
+    in-process host tests after the module need the thread free (ComfyUI's loader uses asyncio.run)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def run():
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=CHROMIUM,
+                                  args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            try:
+                yield b
+            finally:
+                b.close()
+    return run()
+
 # ------------------------------------------------------------------------------ the matrix
 
 

@@ -86,3 +86,20 @@ def tiny_positive(seed: int = 2):
     """A random conditioning for :func:`tiny_unet` (context width 64)."""
     import torch
     return [[torch.randn(1, 77, 64, generator=torch.Generator().manual_seed(seed)), {}]]
+
+
+def spoil_sample(folder, how: str, marker=None) -> None:
+    """A DragBench sample gone bad: ``how`` "missing" (no meta_data.pkl), "broken" (a truncated pickle) or
+    "hostile" (a pickle whose code would create ``marker``)."""
+    import pickle
+    from pathlib import Path
+    folder = Path(folder)
+    if how == "missing":
+        (folder / "meta_data.pkl").unlink()
+    elif how == "broken":
+        (folder / "meta_data_region.pkl").write_bytes(b"\x80\x04\x95 broken")
+    else:
+        class Hostile:
+            def __reduce__(self):
+                return exec, (f"open({str(marker)!r}, 'w').close()",)
+        (folder / "meta_data_region.pkl").write_bytes(pickle.dumps({"prompt": "x", "mask": Hostile(), "points": []}))

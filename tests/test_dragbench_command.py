@@ -7,13 +7,11 @@ import io
 import json
 import logging
 import os
-import pickle
 import threading
 import time
 import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
@@ -376,19 +374,6 @@ def fast(monkeypatch):
     monkeypatch.setattr(dragbench_pool, "QUEUE_CHECK_S", 0.05)
 
 
-def _spoil(folder: Path, how: str, marker: Path | None = None):
-    """A sample gone bad: its meta_data.pkl missing, a broken pickle, or a pickle that would run code."""
-    if how == "missing":
-        (folder / "meta_data.pkl").unlink()
-    elif how == "broken":
-        (folder / "meta_data_region.pkl").write_bytes(b"\x80\x04\x95 broken")
-    else:
-        class Hostile:
-            def __reduce__(self):
-                return exec, (f"open({str(marker)!r}, 'w').close()",)
-        (folder / "meta_data_region.pkl").write_bytes(pickle.dumps({"prompt": "x", "mask": Hostile(), "points": []}))
-
-
 @pytest.fixture(scope="module")
 def dataset_template(tmp_path_factory):
     from regiondrag_core.dragbench import make_synthetic_set
@@ -490,7 +475,7 @@ def test_bad_samples_are_reported_never_queued_and_count_as_complete(dataset, tm
     marker = tmp_path / "hostile_pickle_ran"
     bad = {names[0]: "missing", names[4]: "broken", names[8]: "hostile"}
     for name, how in bad.items():
-        _spoil(dataset / name, how, marker)
+        support.spoil_sample(dataset / name, how, marker)
     s = fakes()
     out = tmp_path / "out"
     assert _run(dataset, out, [s], caplog=caplog) == 0

@@ -33,7 +33,7 @@ import pytest
 
 from browser_page import (APP, CASES, CHROMIUM, EDITOR, FRONTENDS, H, IMAGE2_NAME, IMAGE_NAME, W, Page,
                           assert_points_close, assert_region_colours, canvas_pixel, dist_to_polyline,
-                          frontend_root, iou, make_test_image, output_image, pairs_of, queue_and_wait,
+                          frontend_root, iou, launch_chromium, make_test_image, output_image, pairs_of, queue_and_wait,
                           sync_playwright, union_masks)
 from support import REPO, start_server
 
@@ -70,13 +70,8 @@ def preview_against_backend(ui, entry, ids, node, screenshot=None):
 
 @pytest.fixture(scope="module")
 def browser():
-    # Module scope: Playwright's sync API runs an event loop in this thread while it is open, and the
-    # in-process host tests after this module need the thread free (ComfyUI's loader uses asyncio.run).
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    with launch_chromium() as b:
         yield b
-        b.close()
 
 
 _servers: dict = {}

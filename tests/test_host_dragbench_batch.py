@@ -24,7 +24,6 @@ import concurrent.futures
 import csv
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from support import COMFYUI, REPO
+from support import COMFYUI, REPO, spoil_sample
 
 pytestmark = [pytest.mark.host, pytest.mark.memory_heavy]
 
@@ -69,18 +68,6 @@ def two_servers(request, sd15_checkpoint, tmp_path):
     return shared, servers
 
 
-def _spoil(folder: Path, how: str, marker: Path):
-    if how == "missing":
-        (folder / "meta_data.pkl").unlink()
-    elif how == "broken":
-        (folder / "meta_data_region.pkl").write_bytes(b"\x80\x04\x95 broken")
-    else:
-        class Hostile:
-            def __reduce__(self):
-                return exec, (f"open({str(marker)!r}, 'w').close()",)
-        (folder / "meta_data_region.pkl").write_bytes(pickle.dumps({"prompt": "x", "mask": Hostile(), "points": []}))
-
-
 def _dataset(shared: Path, count: int, marker: Path):
     """``count`` samples under shared/SET (half SR, half DR), three of them spoiled: (root, names, bad)."""
     from regiondrag_core.dragbench import find_samples, make_synthetic_set
@@ -89,7 +76,7 @@ def _dataset(shared: Path, count: int, marker: Path):
     names = [f.relative_to(root).as_posix() for f in find_samples(root)]
     bad = {names[1]: "missing", names[count // 2]: "broken", names[-1]: "hostile"}
     for name, how in bad.items():
-        _spoil(root / name, how, marker)
+        spoil_sample(root / name, how, marker)
     return root, names, bad
 
 

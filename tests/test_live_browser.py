@@ -36,7 +36,8 @@ import urllib.parse
 import numpy as np
 import pytest
 
-from browser_page import APP, CASES, CHROMIUM, FRONTENDS, Page, frontend_root, make_test_image, sync_playwright
+from browser_page import (APP, CASES, CHROMIUM, FRONTENDS, Page, frontend_root, launch_chromium, make_test_image,
+                          sync_playwright)
 from support import start_server
 
 log = logging.getLogger("RegionDrag.tests.live")
@@ -66,11 +67,8 @@ RESULTS: list = []
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    with launch_chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,11 @@ Checked: every sample is in results.json and results.csv exactly once, all "ok" 
 (never queued; the marker never appears), the killed server's queued samples were done by the other; a
 rerun queues nothing (its log says so and the surviving server's history does not grow) and says how many
 it skipped. Throughput (edits/s) with two servers (the run above: the checkpoint already loaded, one server
-killed part-way) and with one (a second, smaller run on the survivor) is printed, and with
-``REGIONDRAG_BATCH_REPORT=FILE`` written there as JSON.
+killed part-way) and, in the soak, with one (a second, smaller run on the survivor) is printed, and with
+``REGIONDRAG_BATCH_REPORT=FILE`` written there as JSON. On the survivor the DragBench example workflow and
+the command then score a small set, and a hostile pickle goes through ``/prompt``.
 
-``REGIONDRAG_BATCH_SAMPLES`` sets the sample count (default 12, bad ones included); the 100-sample run is a
+``REGIONDRAG_BATCH_SAMPLES`` sets the sample count (default 10, bad ones included); the 100-sample run is a
 soak, run by hand::
 
     REGIONDRAG_SOAK=1 COMFYUI_PATH=... python -m pytest tests/test_host_dragbench_batch.py -s -k soak
@@ -36,8 +37,8 @@ from support import COMFYUI, REPO, spoil_sample
 
 pytestmark = [pytest.mark.host, pytest.mark.memory_heavy]
 
-SAMPLES = int(os.environ.get("REGIONDRAG_BATCH_SAMPLES", "12"))
-ONE_SERVER_SAMPLES = 4
+SAMPLES = int(os.environ.get("REGIONDRAG_BATCH_SAMPLES", "10"))
+ONE_SERVER_SAMPLES = 6
 STEPS = 4
 SIZE = 64
 SET = "regiondrag_batch"
@@ -194,16 +195,16 @@ def test_batch_over_two_servers_survives_a_sigkill_and_resumes_with_nothing_to_d
     assert len(a.client.get("/history")) == history
     assert json.loads((out / "results.json").read_text()) == rows
 
-    # one server: a smaller run on the survivor
-    out1 = tmp_path / "out_one_server"
-    code, log1 = _run(_command(root, out1, [a], "--limit", str(ONE_SERVER_SAMPLES)),
-                      timeout=60 * ONE_SERVER_SAMPLES + 600)
-    assert code == 0, log1[-4000:]
-    one = json.loads((out1 / "summary.json").read_text())["run"]
     report = {"samples": len(names), "good": len(good), "size": SIZE, "steps": STEPS, "killed_after": killed_after,
               "done_by_each_server": list(done_by.values()),
-              "two_servers": {k: two[k] for k in ("finished", "wall_s", "edits_per_s", "seconds_median")},
-              "one_server": {k: one[k] for k in ("finished", "wall_s", "edits_per_s", "seconds_median")}}
+              "two_servers": {k: two[k] for k in ("finished", "wall_s", "edits_per_s", "seconds_median")}}
+    if count >= 100:   # the soak also times one server: a smaller run on the survivor (CI time spared)
+        out1 = tmp_path / "out_one_server"
+        code, log1 = _run(_command(root, out1, [a], "--limit", str(ONE_SERVER_SAMPLES)),
+                          timeout=60 * ONE_SERVER_SAMPLES + 600)
+        assert code == 0, log1[-4000:]
+        one = json.loads((out1 / "summary.json").read_text())["run"]
+        report["one_server"] = {k: one[k] for k in ("finished", "wall_s", "edits_per_s", "seconds_median")}
     print("RegionDrag DragBench batch:", json.dumps(report))
     if os.environ.get("REGIONDRAG_BATCH_REPORT"):
         with open(os.environ["REGIONDRAG_BATCH_REPORT"], "w") as f:

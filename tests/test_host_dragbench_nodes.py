@@ -182,7 +182,6 @@ def _direct_dift(comfyui, model, clip, vae, image_u8, prompt, size, t, ensemble,
     return got[0].float().mean(0, keepdim=True)
 
 
-@pytest.mark.compat
 def test_dift_features_are_the_released_featurizers(comfyui, sd2v, dataset):
     read_sample = comfyui.core.dragbench.read_sample
     model, clip, vae = sd2v

@@ -22,7 +22,7 @@ from graphs import CKPT, CLIP, DRAG, INV, SAVE, good_graph, load_saved_latent, w
 
 pytestmark = pytest.mark.host
 
-LONG_STEPS = 120              # 60 inversion + 60 denoising UNet calls: the Stop lands well inside a phase
+LONG_STEPS = 40               # 20 inversion + 20 denoising UNet calls: the Stop (after 3) lands inside a phase
 KS, NEG, EMPTY = "20", "21", "22"
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import cv2
@@ -17,7 +16,8 @@ from comfy_api.latest import io, ui
 
 import folder_paths
 
-from ..regiondrag_core.dragbench import crop_to_multiple, find_samples, mean_distance, read_sample, side_by_side
+from ..regiondrag_core.dragbench import (crop_to_multiple, find_samples, mean_distance, read_sample, resolve_inside,
+                                         side_by_side)
 from ..regiondrag_core.errors import RegionDragInputError
 from ..regiondrag_core.mapping import PointPairs, drag_map_from_pairs, point_pairs
 from .errors import node_errors
@@ -36,33 +36,16 @@ MAX_PAIRS_JSON = 8 * 2**20   # characters of the pairs widget
 
 
 # ------------------------------------------------------------------------------ the loader
-def _inside(base: Path, rel: str, input_name: str) -> Path:
-    """``base / rel`` resolved, refused unless it stays inside ``base`` (no absolute path, no ``..``, no
-    symlink out): a shared server serves only its input folder."""
-    if not isinstance(rel, str):
-        raise RegionDragInputError(input_name, "must be a folder name.", "Type the folder's name.")
-    fix = ("Give a folder inside ComfyUI's input folder, by its name there (like 'dragbench-sr'); copy or "
-           "move the dataset into the input folder first.")
-    p = Path(rel)
-    if p.is_absolute() or rel.startswith(("/", "\\")) or ".." in p.parts or ":" in rel or "\x00" in rel:
-        raise RegionDragInputError(input_name, f"{rel!r} is not a name inside ComfyUI's input folder.", fix)
-    real_base = Path(os.path.realpath(base))
-    target = Path(os.path.realpath(real_base / p))
-    if target != real_base and real_base not in target.parents:
-        raise RegionDragInputError(input_name, f"{rel!r} leads outside ComfyUI's input folder (a symlink?).", fix)
-    return target
-
-
 def sample_folder(folder: str, index: int, sample: str = "") -> tuple[Path, Path]:
     """(dataset root, sample folder) inside the input folder, by ``sample`` path or by ``index``."""
     base = Path(folder_paths.get_input_directory())
-    root = _inside(base, (folder or "").strip(), "folder")
+    root = resolve_inside(base, (folder or "").strip(), "folder")
     if not root.is_dir():
         raise RegionDragInputError("folder", f"{folder!r} is not a folder in ComfyUI's input folder ({base}).",
                                    "Put the DragBench folder (dragbench-sr or dragbench-dr) there and give its name.")
     sample = (sample or "").strip()
     if sample:
-        path = _inside(root, sample, "sample")
+        path = resolve_inside(root, sample, "sample")
         if not (path / SAMPLE_FILES[0]).is_file():
             raise RegionDragInputError("sample", f"{sample!r} in {folder!r} holds no {SAMPLE_FILES[0]}.",
                                        "Give a sample folder's path inside the dataset (like 'animals/1') or "
@@ -75,7 +58,7 @@ def sample_folder(folder: str, index: int, sample: str = "") -> tuple[Path, Path
     if not 0 <= int(index) < len(found):
         raise RegionDragInputError("index", f"is {index}, but {folder!r} holds {len(found)} samples.",
                                    f"Use 0 to {len(found) - 1}.")
-    return root, _inside(root, str(Path(found[int(index)]).relative_to(root)), "index")
+    return root, resolve_inside(root, str(Path(found[int(index)]).relative_to(root)), "index")
 
 
 def _fingerprint(folder: Path) -> str:

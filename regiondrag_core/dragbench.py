@@ -59,6 +59,7 @@ __all__ = [
     "write_sample",
     "make_synthetic_set",
     "crop_to_multiple",
+    "resolve_inside",
     "MAX_PICKLE_BYTES",
     "IMAGE_FILE",
     "REGION_FILE",
@@ -200,6 +201,22 @@ def _inside(path: Path, root: Path) -> bool:
         return True
     except ValueError:
         return False
+
+
+def resolve_inside(base, rel: str, input_name: str = "folder") -> Path:
+    """``base / rel`` resolved, refused unless it stays inside ``base``: no absolute path, no ``..``, no
+    drive or NUL, no symlink out (a shared ComfyUI server serves only its input folder)."""
+    if not isinstance(rel, str):
+        raise RegionDragInputError(input_name, "must be a folder name.", "Type the folder's name.")
+    fix = ("Give a folder inside ComfyUI's input folder, by its name there (like 'drag_data/dragbench-sr'); "
+           "copy or move the dataset into the input folder first.")
+    p = Path(rel)
+    if p.is_absolute() or rel.startswith(("/", "\\")) or ".." in p.parts or ":" in rel or "\x00" in rel:
+        raise RegionDragInputError(input_name, f"{rel!r} is not a name inside ComfyUI's input folder.", fix)
+    base = Path(base)
+    if not _inside(base / p, base):
+        raise RegionDragInputError(input_name, f"{rel!r} leads outside ComfyUI's input folder (a symlink?).", fix)
+    return (base / p).resolve()
 
 
 def _read_image(path: Path, input_name: str) -> np.ndarray:

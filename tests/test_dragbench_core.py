@@ -563,3 +563,15 @@ def test_point_pairs_is_frozen():
     assert isinstance(p, PointPairs)
     with pytest.raises(AttributeError):
         p.handle = None
+
+
+def test_resolve_inside_refuses_every_way_out(tmp_path):
+    from regiondrag_core.dragbench import resolve_inside
+    base, outside = tmp_path / "input", tmp_path / "elsewhere"
+    (base / "sets" / "a").mkdir(parents=True)
+    outside.mkdir()
+    os.symlink(outside, base / "link_out")
+    assert resolve_inside(base, "sets/a") == (base / "sets" / "a").resolve()
+    for rel in (str(outside), "sets/../../elsewhere", "link_out", "c:/x", "sets\x00"):
+        with pytest.raises(RegionDragInputError, match="input folder"):
+            resolve_inside(base, rel, "folder")
